@@ -1,0 +1,3 @@
+"""Tasks (batch -> loss -> metrics). Importing this package registers them in ``TASKS``."""
+
+from musicrep_jax.tasks import tagging  # noqa: F401  (registers "tagging")

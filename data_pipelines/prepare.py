@@ -1,0 +1,173 @@
+"""Entry points of ``musicrep prepare``: build ArrayRecord shards and a ``prepare_report.json``.
+
+Both functions use ``out_dir`` as the TFDS ``data_dir``, so the dataset lands in
+``out_dir/<name>/1.0.0/`` (``musicrep_synthetic`` or ``musicrep_folder``), which
+``musicrep_jax.shards.open_shards(out_dir)`` reads. No TensorFlow and no subprocesses are used
+(decoding runs on threads), so they are safe to call without a ``__main__`` guard.
+
+The report (also returned) holds::
+
+    builder, dataset, out_dir, dataset_dir, sample_rate, params
+    splits: {split: {seen, written, skipped}}, total: {seen, written, skipped}
+    skipped: [{clip_id, path, split, reason}]   (ordered by clip_id)
+    warnings: [str]
+    audio_seconds, seconds, clips_per_second, x_realtime
+    side_files: {name: path}                    (synthetic only: interactions, user factors)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable
+
+from musicrep_jax.errors import UserError
+
+REPORT_NAME = "prepare_report.json"
+SPLITS = ("train", "validation", "test")
+
+
+def prepare_synthetic(out_dir: str | os.PathLike, *, num_clips: int = 600, seed: int = 0,
+                      sample_rate: int = 16000, clip_seconds: float = 4.0,
+                      overwrite: bool = False, workers: int | None = None,
+                      progress: bool = True) -> dict:
+  """Renders the synthetic corpus into ``out_dir`` and saves its interactions next to it.
+
+  ``interactions.npy`` (int64 [N, 3]: user, track, count) and ``user_factors.npy`` go into the
+  dataset version dir (``out_dir/musicrep_synthetic/1.0.0/``), listed in the report's
+  ``side_files`` and in ``metadata["side_files"]``.
+  """
+  from data_pipelines import synthetic_builder
+  from data_pipelines.synthetic_corpus import CorpusConfig, SyntheticCorpus
+
+  params = {"num_clips": num_clips, "seed": seed, "sample_rate": sample_rate,
+            "clip_seconds": clip_seconds}
+  corpus = SyntheticCorpus(CorpusConfig(**params))
+  cls = synthetic_builder.MusicrepSynthetic
+  out_dir = _prepare_out_dir(out_dir, cls, overwrite)
+  builder, seconds = _build(lambda: cls(corpus=corpus, workers=workers, progress=progress,
+                                        data_dir=out_dir), out_dir)
+  side_files = synthetic_builder.save_side_files(corpus, builder.data_path)
+  counts = {s: {"seen": n, "written": n, "skipped": 0} for s, n in builder.counts.items()}
+  report = _report(builder, "synthetic", out_dir, params, counts, [], [], seconds,
+                   builder.audio_samples / sample_rate)
+  report["side_files"] = side_files
+  return _write_report(report, out_dir)
+
+
+def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
+                   manifest: str | os.PathLike, sample_rate: int = 22050,
+                   min_seconds: float = 1.0, overwrite: bool = False,
+                   workers: int | None = None, progress: bool = True) -> dict:
+  """Decodes the files listed in ``manifest`` (see ``folder_builder``) into shards in ``out_dir``.
+
+  Unusable files are skipped and listed in the report; ``UserError`` for a missing manifest or
+  audio folder, a manifest without a ``path`` column, or when no file at all can be used.
+  """
+  from data_pipelines import folder_builder
+
+  params = {"audio_dir": os.path.abspath(os.fspath(audio_dir)),
+            "manifest": os.path.abspath(os.fspath(manifest)), "sample_rate": sample_rate,
+            "min_seconds": min_seconds}
+  cls = folder_builder.MusicrepFolder
+  # Read the manifest before touching out_dir, so that input errors leave it alone.
+  folder_builder.read_manifest(params["manifest"], params["audio_dir"])
+  out_dir = _prepare_out_dir(out_dir, cls, overwrite)
+  holder = {}
+
+  def make():
+    holder["builder"] = cls(audio_dir=audio_dir, manifest=manifest, sample_rate=sample_rate,
+                            min_seconds=min_seconds, workers=workers, progress=progress,
+                            data_dir=out_dir)
+    return holder["builder"]
+
+  def on_failure(error: Exception) -> None:
+    builder = holder.get("builder")
+    if builder is None or "No examples were yielded" not in str(error):
+      return
+    partial = _report(builder, "folder", out_dir, params, builder.counts, builder.skipped,
+                      builder.warnings, 0.0, builder.audio_samples / sample_rate)
+    _write_report(partial, out_dir)
+    empty = [s for s, c in builder.counts.items() if c["seen"] and not c["written"]]
+    raise UserError(f"No file of split {', '.join(empty)} could be decoded, so the dataset was "
+                    f"not written; see {os.path.join(out_dir, REPORT_NAME)}.") from error
+
+  builder, seconds = _build(make, out_dir, on_failure)
+  report = _report(builder, "folder", out_dir, params, builder.counts, builder.skipped,
+                   builder.warnings, seconds, builder.audio_samples / sample_rate)
+  return _write_report(report, out_dir)
+
+
+def _prepare_out_dir(out_dir, builder_cls, overwrite: bool) -> str:
+  """Creates ``out_dir``; deletes (``overwrite``) or refuses an existing build of this dataset.
+
+  The old build is removed before the builder is constructed: TFDS would otherwise load the old
+  ``dataset_info.json`` into the new builder.
+  """
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise UserError(f"The output path {out_dir} exists and is not a folder.")
+  dataset_dir = os.path.join(out_dir, builder_cls.name, str(builder_cls.VERSION))
+  if os.path.exists(dataset_dir):
+    if not overwrite:
+      raise UserError(f"{dataset_dir} already holds a prepared dataset; delete it, choose another "
+                      "output folder, or overwrite it (--overwrite).")
+    shutil.rmtree(dataset_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  return out_dir
+
+
+def _build(make_builder: Callable, out_dir: str,
+           on_failure: Callable[[Exception], None] | None = None):
+  """Constructs the builder and writes ArrayRecord shards; returns (builder, seconds taken)."""
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.core.utils import tqdm_utils
+
+  start = time.perf_counter()
+  builder = make_builder()
+  tfds_bars = getattr(tqdm_utils, "_active", True)
+  tfds.display_progress_bar(False)  # The builders show their own bars, per file.
+  try:
+    with tempfile.TemporaryDirectory(prefix="musicrep_tfds_") as download_dir:
+      builder.download_and_prepare(
+          download_dir=download_dir, file_format="array_record",
+          download_config=tfds.download.DownloadConfig())
+  except Exception as error:  # pylint: disable=broad-except
+    if on_failure is not None:
+      on_failure(error)
+    raise
+  finally:
+    tfds.display_progress_bar(tfds_bars)
+  return builder, time.perf_counter() - start
+
+
+def _report(builder, kind: str, out_dir: str, params: dict, counts: dict, skipped: list,
+            warnings: list, seconds: float, audio_seconds: float) -> dict:
+  splits = {s: dict(counts[s]) for s in SPLITS if counts[s]["seen"]}
+  total = {k: sum(c[k] for c in splits.values()) for k in ("seen", "written", "skipped")}
+  return {
+      "builder": kind,
+      "dataset": builder.name,
+      "out_dir": out_dir,
+      "dataset_dir": os.fspath(builder.data_path),
+      "sample_rate": params["sample_rate"],
+      "params": params,
+      "splits": splits,
+      "total": total,
+      "skipped": sorted(skipped, key=lambda item: item["clip_id"]),
+      "warnings": list(warnings),
+      "audio_seconds": round(audio_seconds, 3),
+      "seconds": round(seconds, 3),
+      "clips_per_second": round(total["written"] / seconds, 2) if seconds else None,
+      "x_realtime": round(audio_seconds / seconds, 1) if seconds else None,
+  }
+
+
+def _write_report(report: dict, out_dir: str) -> dict:
+  with open(os.path.join(out_dir, REPORT_NAME), "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=2)
+    f.write("\n")
+  return report

@@ -1,0 +1,83 @@
+"""Orbax checkpoints: the latest N for resuming, and the best one by a validation metric.
+
+``<workdir>/checkpoints/<step>/{state,data}``: ``state`` is the ``TrainState`` (Orbax
+``StandardSave``), ``data`` the Grain iterator state of every process (``process_i-of-n.json``),
+so a resumed run sees exactly the batches it would have seen. Saves are asynchronous: the device
+-> host copy happens in ``save``, the write in the background; ``close`` waits.
+
+``<workdir>/best/<step>/state``: the state with the best validation metric so far (papers.md 1.4:
+the papers select by validation loss), kept in its own manager so that keeping the best never
+deletes the checkpoint a restart needs. A resume requires the same process count, per-process
+batch and Grain worker count as the run that saved (the iterator state is per worker).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Optional
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+
+def abstract_like(tree: Any, sharding) -> Any:
+  """``ShapeDtypeStruct`` tree with ``sharding`` on every leaf, to restore straight onto a mesh."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+class Checkpoints:
+  """The two checkpoint managers of a run."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, best_metric: str = "loss",
+               best_mode: str = "min", async_save: bool = True):
+    workdir = pathlib.Path(workdir).absolute()
+    self.best_metric = best_metric
+    self.latest = ocp.CheckpointManager(
+        workdir / "checkpoints",
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=async_save))
+    self.best = ocp.CheckpointManager(
+        workdir / "best",
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=True, best_fn=lambda metrics: metrics[best_metric],
+            best_mode=best_mode, keep_checkpoints_without_metrics=False,
+            enable_async_checkpointing=async_save))
+
+  def latest_step(self) -> Optional[int]:
+    return self.latest.latest_step()
+
+  def save(self, step: int, state: Any, data_iterator: Any) -> None:
+    self.latest.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+
+  def save_best(self, step: int, state: Any, metrics: dict) -> None:
+    self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                   metrics={k: float(v) for k, v in metrics.items()}, force=True)
+
+  def restore_latest(self, abstract_state: Any, data_iterator: Any) -> tuple[Any, int]:
+    """Restores the newest checkpoint into ``abstract_state``'s shardings and ``data_iterator``."""
+    step = self.latest.latest_step()
+    restored = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    return restored["state"], step
+
+  def restore_state(self, abstract_state: Any, which: str = "best") -> tuple[Any, int]:
+    """The state alone from the best checkpoint (or the latest when no best exists)."""
+    manager = self.best if which == "best" and self.best.best_step() is not None else self.latest
+    step = manager.best_step() if manager is self.best else manager.latest_step()
+    if step is None:
+      raise FileNotFoundError("no checkpoint")
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))
+    return restored["state"], step
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()

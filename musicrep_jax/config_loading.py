@@ -1,0 +1,120 @@
+"""Load an ``ml_collections`` config file and apply ``--config.a.b=value`` overrides.
+
+``configs/X.py`` defines ``get_config(arg: str | None) -> ConfigDict``; ``configs/X.py:runlocal``
+passes ``"runlocal"`` (every config shrinks itself to a minute or two on the embedded corpus
+with it). Overrides are parsed to the type of the value they replace; an unknown key or a value of
+the wrong type is a ``UserError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import pathlib
+from typing import Iterable
+
+import ml_collections
+
+from musicrep_jax.errors import UserError
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``"path/to/config.py[:arg]"`` -> the config its ``get_config(arg)`` returns."""
+  path, _, arg = spec.partition(":")
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise UserError(f"Config file {path} does not exist.")
+  module_spec = importlib.util.spec_from_file_location(f"_musicrep_config_{file.stem}", file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise UserError(f"Config file {path} has no get_config(arg) function.")
+  config = module.get_config(arg or None)
+  config.config_file = str(file)
+  config.config_arg = arg
+  return config
+
+
+def _parse_value(key: str, text: str, current):
+  if isinstance(current, bool):
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+      return True
+    if lowered in ("false", "0", "no"):
+      return False
+    raise UserError(f"--config.{key} expects true or false, got {text!r}.")
+  if isinstance(current, str) or current is None:
+    return text
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise UserError(f"--config.{key}={text} is not a valid {type(current).__name__}.") from None
+  if isinstance(current, float) and isinstance(value, int):
+    value = float(value)
+  if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
+    return type(current)(value)
+  if not isinstance(value, type(current)):
+    raise UserError(f"--config.{key}={text} is a {type(value).__name__}, but the config holds a "
+                    f"{type(current).__name__} there ({current!r}).")
+  return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
+  """Applies ``["--config.a.b=1", ...]`` (the ``--config.`` prefix is optional) in place."""
+  for item in overrides:
+    text = item[2:] if item.startswith("--") else item
+    if text.startswith("config."):
+      text = text[len("config."):]
+    key, sep, raw = text.partition("=")
+    if not sep:
+      raise UserError(f"Override {item!r} needs the form --config.key=value.")
+    node = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+      if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+        raise UserError(f"Unknown config key {'.'.join(parts[:depth + 1])!r} in --config.{key}.")
+      node = node[part]
+    leaf = parts[-1]
+    if leaf not in node:
+      known = ", ".join(sorted(node.keys()))
+      raise UserError(f"Unknown config key {key!r}; keys at that level: {known}.")
+    node[leaf] = _parse_value(key, raw, node[leaf])
+
+
+def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+  config = load_config_file(spec)
+  apply_overrides(config, overrides)
+  validate(config)
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the values every trainer config must have sensible, naming the key on failure."""
+  positive = ["batch_size", "num_train_steps", "log_every", "eval_every", "checkpoint_every",
+              "data.sample_rate", "data.segments_per_clip"]
+  for key in positive:
+    node = config
+    for part in key.split("."):
+      if part not in node:
+        raise UserError(f"Config {config.get('config_file', '')} lacks the key {key!r}.")
+      node = node[part]
+    if not isinstance(node, (int, float)) or node <= 0:
+      raise UserError(f"config.{key} must be a positive number, got {node!r}.")
+  if config.optimizer.learning_rate <= 0:
+    raise UserError(f"config.optimizer.learning_rate must be > 0, got "
+                    f"{config.optimizer.learning_rate!r}.")
+  if config.compute_dtype not in ("float32", "bfloat16"):
+    raise UserError(f"config.compute_dtype must be float32 or bfloat16, got "
+                    f"{config.compute_dtype!r}.")
+  if config.checkpoint.best_mode not in ("min", "max"):
+    raise UserError(f"config.checkpoint.best_mode must be min or max, got "
+                    f"{config.checkpoint.best_mode!r}.")
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(json.loads(text))
