@@ -81,3 +81,14 @@ class Checkpoints:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def load_state_as_numpy(state_dir: str | pathlib.Path) -> dict:
+  """A saved ``TrainState`` item (``<workdir>/checkpoints/<step>/state``) as nested numpy dicts,
+  whatever mesh wrote it: for parity checks, inspection and export."""
+  import numpy as np
+
+  checkpointer = ocp.PyTreeCheckpointer()
+  tree = checkpointer.metadata(state_dir).item_metadata.tree
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  return checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(restore_args=restore_args))

@@ -19,7 +19,7 @@ that tag's column restricted to the valid rows, ties included:
 * ROC-AUC = Mann-Whitney U / (P * Nneg): the fraction of (positive, negative) pairs ranked
   correctly, a tie counting 1/2 (= mid-rank formula). Computed as the sum over positives of
   ``#neg < s + #neg <= s``, over ``2 P Nneg``: nonnegative terms, no ``sum(ranks) - P(P+1)/2``
-  cancellation, fine in float32 for N up to ~1e6.
+  cancellation (float32 agrees with scikit-learn's float64 to 1e-6 at N = 50k in the tests).
 * AP = (1/P) * sum over positives i of precision(score >= s_i), where precision counts all valid
   items with score >= s_i (tied items are all above the threshold, as in scikit-learn).
 
@@ -34,6 +34,7 @@ over its segments (never the max), see ``clip_average``.
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Optional, Tuple
 
 import jax
@@ -210,10 +211,15 @@ def clip_average(segment_scores, clip_index, valid, num_clips: int) -> Tuple[Arr
     raise ValueError(
         f"expected segment_scores [S, T], clip_index [S], valid [S]; got {segment_scores.shape}, "
         f"{clip_index.shape}, {valid.shape}")
-  # Invalid segments go to index num_clips, out of range, so segment_sum drops them.
-  index = jnp.where(valid, clip_index, num_clips)
+  return _clip_average(segment_scores, clip_index, valid, num_clips=int(num_clips))
+
+
+@functools.partial(jax.jit, static_argnames="num_clips")
+def _clip_average(segment_scores, clip_index, valid, num_clips):
+  """``clip_average`` on checked inputs: [S, T], [S], [S] -> ([num_clips, T], [num_clips])."""
+  # Invalid segments add 0 to both sums and counts, wherever their (garbage) index points.
   sums = jax.ops.segment_sum(
-      jnp.where(valid[:, None], segment_scores, 0.0), index, num_segments=num_clips)
-  counts = jax.ops.segment_sum(valid.astype(jnp.int32), index, num_segments=num_clips)
+      jnp.where(valid[:, None], segment_scores, 0.0), clip_index, num_segments=num_clips)
+  counts = jax.ops.segment_sum(valid.astype(jnp.int32), clip_index, num_segments=num_clips)
   means = sums / jnp.maximum(counts, 1)[:, None].astype(sums.dtype)
   return jnp.where(counts[:, None] > 0, means, jnp.nan), counts

@@ -65,10 +65,8 @@ class TaggingTask:
     clip_index = np.asarray(segments["clip_index"])
     clip_labels = np.zeros((num_clips, segments["tags"].shape[-1]), np.float32)
     clip_labels[clip_index[valid]] = segments["tags"][valid]
-    clip_scores = metrics.clip_average(segments["scores"], clip_index, valid, num_clips)
-    if isinstance(clip_scores, tuple):  # (averages, counts)
-      clip_scores = clip_scores[0]
-    tagging = metrics.tagging_metrics(clip_scores, jnp.asarray(clip_labels))
+    clip_scores, counts = metrics.clip_average(segments["scores"], clip_index, valid, num_clips)
+    tagging = metrics.tagging_metrics(clip_scores, jnp.asarray(clip_labels), valid=counts > 0)
     valid_f = np.asarray(valid, np.float64)
     seg_loss = float(np.sum(np.asarray(segments["loss"]) * valid_f) / max(valid_f.sum(), 1.0))
     out = {k: float(v) for k, v in tagging.items()}
