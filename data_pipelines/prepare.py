@@ -8,6 +8,7 @@ Both functions use ``out_dir`` as the TFDS ``data_dir``, so the dataset lands in
 The report (also returned) holds::
 
     builder, dataset, out_dir, dataset_dir, sample_rate, params
+    seen, written                               (totals; seen = written + len(skipped))
     splits: {split: {seen, written, skipped}}, total: {seen, written, skipped}
     skipped: [{clip_id, path, split, reason}]   (ordered by clip_id)
     warnings: [str]
@@ -85,15 +86,17 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
     return holder["builder"]
 
   def on_failure(error: Exception) -> None:
+    """Writes what was found so far into the report; explains TFDS's empty-split failure."""
     builder = holder.get("builder")
-    if builder is None or "No examples were yielded" not in str(error):
+    if builder is None or not any(c["seen"] for c in builder.counts.values()):
       return
     partial = _report(builder, "folder", out_dir, params, builder.counts, builder.skipped,
                       builder.warnings, 0.0, builder.audio_samples / sample_rate)
-    _write_report(partial, out_dir)
-    empty = [s for s, c in builder.counts.items() if c["seen"] and not c["written"]]
-    raise UserError(f"No file of split {', '.join(empty)} could be decoded, so the dataset was "
-                    f"not written; see {os.path.join(out_dir, REPORT_NAME)}.") from error
+    _write_report(dict(partial, error=str(error)), out_dir)
+    if "No examples were yielded" in str(error):
+      empty = [s for s, c in builder.counts.items() if c["seen"] and not c["written"]]
+      raise UserError(f"No file of split {', '.join(empty)} could be decoded, so the dataset "
+                      f"was not written; see {os.path.join(out_dir, REPORT_NAME)}.") from error
 
   builder, seconds = _build(make, out_dir, on_failure)
   report = _report(builder, "folder", out_dir, params, builder.counts, builder.skipped,
@@ -104,20 +107,30 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
 def _prepare_out_dir(out_dir, builder_cls, overwrite: bool) -> str:
   """Creates ``out_dir``; deletes (``overwrite``) or refuses an existing build of this dataset.
 
-  The old build is removed before the builder is constructed: TFDS would otherwise load the old
-  ``dataset_info.json`` into the new builder.
+  A build whose ``prepare_report.json`` is missing (the previous run stopped before the end) is
+  deleted without asking. The old build is removed before the builder is constructed: TFDS would
+  otherwise load the old ``dataset_info.json`` into the new builder.
   """
   out_dir = os.path.abspath(os.fspath(out_dir))
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise UserError(f"The output path {out_dir} exists and is not a folder.")
   dataset_dir = os.path.join(out_dir, builder_cls.name, str(builder_cls.VERSION))
   if os.path.exists(dataset_dir):
-    if not overwrite:
-      raise UserError(f"{dataset_dir} already holds a prepared dataset; delete it, choose another "
-                      "output folder, or overwrite it (--overwrite).")
+    if not overwrite and _reported_dataset_dir(out_dir) == dataset_dir:
+      raise UserError(f"{dataset_dir} already holds a prepared dataset; delete it or choose "
+                      "another output folder.")
     shutil.rmtree(dataset_dir)
   os.makedirs(out_dir, exist_ok=True)
   return out_dir
+
+
+def _reported_dataset_dir(out_dir: str) -> str | None:
+  """The ``dataset_dir`` named by ``out_dir/prepare_report.json`` (None if there is none)."""
+  try:
+    with open(os.path.join(out_dir, REPORT_NAME), encoding="utf-8") as f:
+      return json.load(f).get("dataset_dir")
+  except (OSError, ValueError, AttributeError):
+    return None
 
 
 def _build(make_builder: Callable, out_dir: str,
@@ -155,6 +168,8 @@ def _report(builder, kind: str, out_dir: str, params: dict, counts: dict, skippe
       "dataset_dir": os.fspath(builder.data_path),
       "sample_rate": params["sample_rate"],
       "params": params,
+      "seen": total["seen"],
+      "written": total["written"],
       "splits": splits,
       "total": total,
       "skipped": sorted(skipped, key=lambda item: item["clip_id"]),

@@ -1,22 +1,24 @@
 """TFDS builder writing the embedded synthetic corpus (``synthetic_corpus.py``) as ArrayRecord shards.
 
-Layout after ``download_and_prepare`` with ``data_dir=OUT``::
+Layout after ``prepare_synthetic(OUT)`` (TFDS ``data_dir=OUT``)::
 
     OUT/musicrep_synthetic/1.0.0/
         dataset_info.json, features.json, metadata.json      (TFDS)
-        musicrep_synthetic-{train,validation,test}.array_record-*
-        interactions.npy    int64 [N, 3] (user, track, play count): the recommendation task's data
-        user_factors.npy    float [num_users, dim]: the users' latent factors that generated them
+        musicrep_synthetic-{train,validation,test}.array_record-00000-of-00001
+        interactions.npy          int64 [N, 3]: user, track, play count (recommendation task)
+        user_factors.npy          float32 [num_users, genres + moods]: the users' preferences
+        user_artist_affinity.npy  float32 [num_users, num_artists]
+        track_popularity.npy      float32 [num_clips]: log-popularity (track id = clip_id)
 
-The two ``.npy`` files are written by :func:`save_side_files` (``prepare_synthetic`` calls it),
-and named in ``metadata["side_files"]``; read them with ``np.load(shards.dataset_dir / name)``.
+The ``.npy`` files are written by :func:`save_side_files` (``prepare_synthetic`` calls it) and
+named in ``metadata["side_files"]``: ``np.load(shards.dataset_dir / "interactions.npy")``.
 
-Records follow ``musicrep_jax.shard_schema`` plus the extra fields ``genre``, ``mood`` (int64 []),
-``tempo_bpm`` (float32 []) and ``instruments`` (uint8 [num_instruments], multi-hot over
-``metadata["instrument_names"]``). ``metadata["corpus_config"]`` is the ``CorpusConfig`` as a dict,
-so ``CorpusConfig(**metadata["corpus_config"])`` rebuilds the corpus that was written.
-Records keep the corpus order (shuffling is disabled): record i of a split is
-``corpus.split_indices(split)[i]``.
+Records follow ``musicrep_jax.shard_schema`` plus the extra fields ``genre``, ``mood`` (int64 [],
+indices into ``metadata["genre_names"]`` / ``["mood_names"]``), ``tempo_bpm`` (float32 []) and
+``instruments`` (uint8 [num_instruments], multi-hot over ``metadata["instrument_names"]``).
+``metadata["corpus_config"]`` is the ``CorpusConfig`` as a dict: :func:`corpus_config_from_metadata`
+rebuilds it, so a reader can re-create the corpus that was written. Records keep the corpus order
+(shuffling is disabled): record i of a split is ``corpus.split_indices(split)[i]``.
 """
 
 from __future__ import annotations
@@ -29,12 +31,18 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from data_pipelines import audio_io
+from data_pipelines import audio_io, synthetic_corpus
 from musicrep_jax import shard_schema
 
 SPLITS = ("train", "validation", "test")
 EXTRA_FIELDS = ("genre", "mood", "tempo_bpm", "instruments")
-SIDE_FILES = {"interactions": "interactions.npy", "user_factors": "user_factors.npy"}
+# Corpus attribute -> file in the dataset version dir (the recommendation task's data).
+SIDE_FILES = {
+    "interactions": "interactions.npy",                  # int64 [N, 3]: user, track, play count
+    "user_factors": "user_factors.npy",                  # float32 [users, genres + moods]
+    "user_artist_affinity": "user_artist_affinity.npy",  # float32 [users, artists]
+    "track_popularity": "track_popularity.npy",          # float32 [tracks] log-popularity
+}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -52,20 +60,17 @@ def to_jsonable(value: Any) -> Any:
   return value
 
 
-def instrument_names(corpus) -> list[str]:
-  """The instrument vocabulary: ``corpus.instrument_names`` if it has one, else the sorted union."""
-  names = getattr(corpus, "instrument_names", None)
-  if names is not None:
-    return [str(n) for n in names]
-  return sorted({str(i) for clip in corpus.clips for i in clip.instruments})
+def corpus_config_from_metadata(metadata: dict) -> synthetic_corpus.CorpusConfig:
+  """``metadata["corpus_config"]`` (JSON: tuples became lists) -> the ``CorpusConfig`` built."""
+  fields = {k: tuple(v) if isinstance(v, list) else v
+            for k, v in metadata["corpus_config"].items()}
+  return synthetic_corpus.CorpusConfig(**fields)
 
 
-def instruments_multi_hot(instruments, names: list[str]) -> np.ndarray:
-  """A clip's instruments (names, or indices into ``names``) -> uint8 [len(names)] multi-hot."""
-  out = np.zeros(len(names), np.uint8)
-  for item in instruments:
-    is_index = isinstance(item, (int, np.integer)) and str(item) not in names
-    out[int(item) if is_index else names.index(str(item))] = 1
+def instruments_multi_hot(instruments, num_instruments: int) -> np.ndarray:
+  """Indices into ``synthetic_corpus.INSTRUMENTS`` -> uint8 [num_instruments] multi-hot."""
+  out = np.zeros(num_instruments, np.uint8)
+  out[list(instruments)] = 1
   return out
 
 
@@ -85,7 +90,7 @@ class MusicrepSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     self._corpus = corpus
     self._workers = workers or audio_io.default_workers()
     self._progress = progress
-    self._instrument_names = instrument_names(corpus)
+    self._instrument_names = list(synthetic_corpus.INSTRUMENTS)
     self.counts = {split: 0 for split in SPLITS}  # Records written, filled in while building.
     self.audio_samples = 0  # Total samples written.
     super().__init__(**kwargs)
@@ -105,6 +110,8 @@ class MusicrepSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         tag_names=[str(t) for t in corpus.tag_names],
         tag_groups=to_jsonable(dict(corpus.tag_groups)),
         extra_fields=list(EXTRA_FIELDS),
+        genre_names=list(synthetic_corpus.GENRES),
+        mood_names=list(synthetic_corpus.MOODS),
         instrument_names=self._instrument_names,
         corpus_config=to_jsonable(corpus.config),
         side_files=dict(SIDE_FILES),
@@ -124,7 +131,7 @@ class MusicrepSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=True)
 
   def _generate_examples(self, split: str) -> Iterator[tuple[int, dict]]:
     indices = [int(i) for i in self._corpus.split_indices(split)]
-    rendered = audio_io.map_in_threads(self._corpus.render, indices, self._workers)
+    rendered = audio_io.map_in_threads(self._render_pcm16, indices, self._workers)
     bar = tqdm.tqdm(rendered, total=len(indices), desc=f"Rendering {split}", unit=" clips",
                     disable=not self._progress, dynamic_ncols=True)
     for index, audio in zip(indices, bar):
@@ -132,11 +139,15 @@ class MusicrepSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=True)
       self.audio_samples += len(audio)
       yield index, self._record(index, audio)
 
+  def _render_pcm16(self, index: int) -> np.ndarray:
+    """Clip ``index`` -> int16 [samples] (runs on a worker thread; rendering is per-clip seeded)."""
+    return shard_schema.float_to_pcm16(self._corpus.render(index))
+
   def _record(self, index: int, audio: np.ndarray) -> dict:
-    """Clip ``index`` and its rendered float32 [samples] audio -> one record (schema + extras)."""
+    """Clip ``index`` and its int16 [samples] audio -> one record (schema + extra fields)."""
     clip = self._corpus.clips[index]
     return {
-        "audio": shard_schema.float_to_pcm16(audio),
+        "audio": audio,
         "tags": np.asarray(clip.tags, np.uint8),
         "clip_id": int(clip.clip_id),
         "track": int(clip.track),
@@ -146,16 +157,15 @@ class MusicrepSynthetic(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         "genre": int(clip.genre),
         "mood": int(clip.mood),
         "tempo_bpm": np.float32(clip.tempo_bpm),
-        "instruments": instruments_multi_hot(clip.instruments, self._instrument_names),
+        "instruments": instruments_multi_hot(clip.instruments, len(self._instrument_names)),
     }
 
 
 def save_side_files(corpus, dataset_dir: str | os.PathLike) -> dict[str, str]:
-  """Writes ``interactions.npy`` and ``user_factors.npy`` into ``dataset_dir``; returns their paths."""
-  arrays = {"interactions": np.asarray(corpus.interactions, np.int64),
-            "user_factors": np.asarray(corpus.user_factors)}
+  """Saves the corpus arrays of ``SIDE_FILES`` into ``dataset_dir``; returns name -> path."""
   paths = {}
-  for key, array in arrays.items():
-    paths[key] = os.path.join(os.fspath(dataset_dir), SIDE_FILES[key])
-    np.save(paths[key], array)
+  for attribute, filename in SIDE_FILES.items():
+    if hasattr(corpus, attribute):
+      paths[attribute] = os.path.join(os.fspath(dataset_dir), filename)
+      np.save(paths[attribute], np.asarray(getattr(corpus, attribute)))
   return paths

@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
   synth.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
   synth.add_argument("--sample-rate", type=int, default=16000, help="Hz (default 16000)")
   synth.add_argument("--clip-seconds", type=float, default=4.0, help="seconds per clip (4.0)")
+  synth.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
   folder = prep_sub.add_parser(
       "folder", help="a folder of audio files plus a CSV manifest",
       description="Manifest columns: path (relative to --audio-dir, required); tags "
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="resample to this rate in Hz (default 22050, the papers' rate)")
   folder.add_argument("--min-seconds", type=float, default=1.0,
                       help="skip files shorter than this (default 1.0)")
+  folder.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
 
   train = sub.add_parser(
       "train", help="train a config (resumes from the workdir's last checkpoint)",
@@ -104,10 +106,11 @@ def _cmd_prepare(args) -> dict:
   if args.source == "synthetic":
     report = prepare.prepare_synthetic(args.out, num_clips=args.num_clips, seed=args.seed,
                                        sample_rate=args.sample_rate,
-                                       clip_seconds=args.clip_seconds)
+                                       clip_seconds=args.clip_seconds, overwrite=args.overwrite)
   else:
     report = prepare.prepare_folder(args.out, audio_dir=args.audio_dir, manifest=args.manifest,
-                                    sample_rate=args.sample_rate, min_seconds=args.min_seconds)
+                                    sample_rate=args.sample_rate, min_seconds=args.min_seconds,
+                                    overwrite=args.overwrite)
   print(f"Prepared {args.out}: report in {pathlib.Path(args.out) / 'prepare_report.json'}")
   return report
 
@@ -126,8 +129,11 @@ def _cmd_train(args, overrides) -> dict:
           f"{workdir}/checkpoints. Rerun the same command to resume.")
     return summary
   test = summary["test"]
-  _print_metrics(f"Held-out {config.data.test_split} split (best checkpoint, step "
-                 f"{summary['best_step']}):", test)
+  if test:
+    _print_metrics(f"Held-out {config.data.test_split} split (best checkpoint, step "
+                   f"{summary['best_step']}):", test)
+  else:
+    print(f"Trained {summary['step']} steps; no {config.data.test_split!r} split to evaluate.")
   print(f"Logs: {workdir}/metrics.jsonl; TensorBoard: tensorboard --logdir {workdir}/tensorboard")
   print(f"Checkpoints: {workdir}/checkpoints (latest), {workdir}/best (best by validation "
         f"{config.checkpoint.best_metric})")

@@ -37,7 +37,10 @@ def core_features(num_tags: int) -> dict:
   import tensorflow_datasets as tfds  # Imported lazily: training never needs the builder side.
 
   return {
-      "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16),
+      # Raw bytes rather than a varint Int64List: 4.7x faster writes, 3.6x faster random reads,
+      # 15% smaller (measured on 300 clips x 4 s). Read-back arrays are read-only.
+      "audio": tfds.features.Tensor(shape=(None,), dtype=np.int16,
+                                    encoding=tfds.features.Encoding.BYTES),
       "tags": tfds.features.Tensor(shape=(num_tags,), dtype=np.uint8),
       "clip_id": tfds.features.Scalar(dtype=np.int64),
       "track": tfds.features.Scalar(dtype=np.int64),

@@ -38,7 +38,7 @@ class Shards:
   tag_names: tuple[str, ...]
   tag_groups: dict  # str -> list[int], indices into tag_names; {} when none.
   split_sizes: dict  # str -> int, number of records.
-  metadata: dict  # All of DatasetInfo.metadata (plain JSON types).
+  metadata: dict = dataclasses.field(repr=False)  # All of DatasetInfo.metadata (JSON types).
 
   @property
   def splits(self) -> tuple[str, ...]:

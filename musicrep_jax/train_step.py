@@ -84,7 +84,7 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation, me
     (loss, (metrics, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, param_updates)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     new_state = state.replace(step=state.step + 1, params=params,
                               batch_stats=updates.get("batch_stats", state.batch_stats),
                               opt_state=opt_state)

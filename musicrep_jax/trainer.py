@@ -138,6 +138,21 @@ def _fresh_accumulator(run: Run):
   return jax.device_put(steps.LogAccumulator.zeros(names), sharding_lib.replicated(run.mesh))
 
 
+def _require_split(shards, split: str, key: str) -> None:
+  if split not in shards.split_sizes:
+    raise UserError(f"{key}={split!r} is not in {shards.dataset_dir}; available splits: "
+                    f"{', '.join(sorted(shards.split_sizes))}.")
+
+
+def _optional_split(shards, split: str, purpose: str) -> Optional[str]:
+  """``split`` if the shards have it; otherwise say what is skipped (small hashed datasets)."""
+  if split in shards.split_sizes:
+    return split
+  print(f"Note: no {split!r} split in {shards.dataset_dir}; skipping {purpose} "
+        f"(available: {', '.join(sorted(shards.split_sizes))}).", flush=True)
+  return None
+
+
 def _read_accumulator(acc) -> tuple[dict, int]:
   host = jax.device_get(acc)
   count = max(int(host.count), 1)
@@ -162,6 +177,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
   # --- Input, model, optimizer, mesh ----------------------------------------------------------
   shards = resolve_shards(c, data_dir)
+  _require_split(shards, c.data.train_split, "config.data.train_split")
+  eval_split = _optional_split(shards, c.data.eval_split, "validation during training")
+  test_split = _optional_split(shards, c.data.test_split, "the final test")
   run = build_run(c, shards)
   train_it = make_train_iterator(run)
   ckpt = checkpointing.Checkpoints(workdir, keep=c.checkpoint.keep,
@@ -224,16 +242,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         last_logged = step
         interval_start = time.perf_counter()
 
-      if step % c.eval_every == 0 or is_last:
+      if eval_split and (step % c.eval_every == 0 or is_last):
         t0 = time.perf_counter()
-        val = evaluate(run, state, c.data.eval_split)
-        writer.write(step, c.data.eval_split, val)
+        val = evaluate(run, state, eval_split)
+        writer.write(step, eval_split, val)
         if c.checkpoint.best_metric not in val:
           raise UserError(f"config.checkpoint.best_metric={c.checkpoint.best_metric!r} is not "
                           f"an evaluation metric; choose one of {', '.join(sorted(val))}.")
         ckpt.save_best(step, state, val)
         timing["eval_s"] += time.perf_counter() - t0
-        progress.write(f"step {step}: {c.data.eval_split} " +
+        progress.write(f"step {step}: {eval_split} " +
                        " ".join(f"{k}={v:.4f}" for k, v in val.items()
                                 if isinstance(v, float)))
         interval_start = time.perf_counter()
@@ -267,8 +285,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
   # --- Final evaluation on the held-out test split with the best checkpoint -------------------
   best_state, best_step = ckpt.restore_state(abstract_state(run), "best")
-  test = evaluate(run, best_state, c.data.test_split)
-  writer.write(best_step, c.data.test_split, test)
+  test = evaluate(run, best_state, test_split) if test_split else {}
+  if test_split:
+    writer.write(best_step, test_split, test)
   ckpt.close()
   writer.close()
   summary.update(test=test, best_step=int(best_step))
