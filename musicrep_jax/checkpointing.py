@@ -33,16 +33,22 @@ class Checkpoints:
                best_mode: str = "min", async_save: bool = True):
     workdir = pathlib.Path(workdir).absolute()
     self.best_metric = best_metric
+    # Both managers may save the same step; on several processes their barriers need distinct
+    # names (Orbax keys them by step alone: "Barrier _async_write_complete.20 already ongoing").
     self.latest = ocp.CheckpointManager(
         workdir / "checkpoints",
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                             enable_async_checkpointing=async_save))
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix="latest")))
     self.best = ocp.CheckpointManager(
         workdir / "best",
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=lambda metrics: metrics[best_metric],
             best_mode=best_mode, keep_checkpoints_without_metrics=False,
-            enable_async_checkpointing=async_save))
+            enable_async_checkpointing=async_save,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                barrier_sync_key_prefix="best")))
 
   def latest_step(self) -> Optional[int]:
     return self.latest.latest_step()

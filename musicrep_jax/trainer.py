@@ -116,12 +116,18 @@ def _fetch(tree):
 
 
 class _StopFlag:
-  """Set by SIGTERM/SIGINT; checked between steps so the run saves and exits cleanly."""
+  """Set by SIGTERM/SIGINT; checked between steps so the run saves and exits cleanly.
 
-  def __init__(self):
+  Only installed on a single process. With several processes, SIGTERM is left to JAX's
+  preemption notifier, which agrees on one step for all hosts (``reached_preemption``): a local
+  flag would let hosts stop at different steps and deadlock the collectives.
+  """
+
+  def __init__(self, install: bool):
     self.signal = None
     self._previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT) if install else ()
+    for sig in signals:
       self._previous[sig] = signal.signal(sig, self._handle)
 
   def _handle(self, signum, frame):
@@ -200,7 +206,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
 
   # --- Loop -------------------------------------------------------------------------------------
   batch_sharding = sharding_lib.batch_sharding(run.mesh)
-  stop = _StopFlag()
+  multi_process = jax.process_count() > 1
+  stop = _StopFlag(install=not multi_process)
   progress = _progress_bar(c, start, is_main)
   last_logged = start
   interval_start = time.perf_counter()
@@ -256,9 +263,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                                 if isinstance(v, float)))
         interval_start = time.perf_counter()
 
-      stop_now = stop.signal is not None
-      if jax.process_count() > 1:
-        stop_now = ckpt.latest.reached_preemption(step) or stop_now
+      if multi_process:
+        stop_now = ckpt.latest.reached_preemption(step)
+      else:
+        stop_now = stop.signal is not None
       if step % c.checkpoint_every == 0 or is_last or stop_now:
         t0 = time.perf_counter()
         ckpt.save(step, state, train_it)
