@@ -1,3 +1,5 @@
 """Model zoo. Importing this package registers every model in ``musicrep_jax.registry.MODELS``."""
 
+from musicrep_jax.models import mel_cnn  # noqa: F401  (registers "mel_dcnn", "mel_frame_cnn")
+from musicrep_jax.models import resemul  # noqa: F401  (registers "resemul")
 from musicrep_jax.models import sample_cnn  # noqa: F401  (registers "sample_cnn")

@@ -1,0 +1,196 @@
+"""Mel-spectrogram CNNs that take raw audio and compute the log-mel front end inside the model.
+
+Both models take ``[batch, samples, 1]`` audio (the pipeline's crop of ``input_length`` samples),
+run ``musicrep_jax.frontends.mel`` (papers.md 1.3: 22,050 Hz, n_fft 1024, hop 512, Hann,
+magnitude, 128 Slaney mel bands, ``log10(1 + 10 S)``, standardised with 0.2262 / 0.2579) in
+float32 on the device, and convolve over time with the 128 mel bins as channels (1-D "DCNN").
+
+* ``"mel_dcnn"`` (``MelDCNN``): paper 4's 5-layer DCNN (papers.md 5.2, exact layer list).
+* ``"mel_frame_cnn"`` (``MelFrameCNN``): paper 2's frame-level local CNNs at 18 / 27 / 54 frames
+  (papers.md 3.1; the unknowns of 3.2 are chosen and documented on the class).
+
+Framing choice (both models): ``center=False`` by default, so a crop of
+``(frames - 1) * 512 + 1024`` samples gives exactly the frames the papers' whole-song
+(``center=True``) spectrogram has at the same position: every frame sees real audio, no padding.
+129 frames need 66,560 samples. ``center=True`` (reflect padding as librosa < 0.10) is a field;
+it needs ``(frames - 1) * 512`` samples (65,536) but its first and last frames see reflected audio.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from musicrep_jax.frontends.mel import (PAPER_MEL_MEAN, PAPER_MEL_STD, mel_spectrogram,
+                                        samples_for_frames)
+from musicrep_jax.models.sample_cnn import ConvBNReLU
+from musicrep_jax.registry import MODELS
+
+
+class _MelInput(nn.Module):
+  """Shared front-end fields of the mel models (papers.md 1.3). Not registered."""
+
+  num_frames: int = 129
+  sample_rate: int = 22050
+  n_fft: int = 1024
+  hop_length: int = 512
+  n_mels: int = 128
+  center: bool = False
+  pad_mode: str = "reflect"
+  log_scale: float = 10.0
+  mel_mean: Optional[float] = PAPER_MEL_MEAN
+  mel_std: Optional[float] = PAPER_MEL_STD
+  fft: str = "rfft"
+
+  @property
+  def input_length(self) -> int:
+    """Samples per example: ``(num_frames - 1) * hop + (0 if center else n_fft)``."""
+    return samples_for_frames(self.num_frames, self.n_fft, self.hop_length, self.center)
+
+  def mel(self, audio: jnp.ndarray) -> jnp.ndarray:
+    """``[batch, input_length, 1]`` audio -> float32 ``[batch, num_frames, n_mels]``."""
+    if audio.ndim != 3 or audio.shape[1] != self.input_length or audio.shape[2] != 1:
+      raise ValueError(
+          f"{type(self).__name__} with num_frames={self.num_frames} expects audio "
+          f"[batch, {self.input_length}, 1], got {audio.shape}")
+    mel = jax.lax.stop_gradient(mel_spectrogram(
+        audio.astype(jnp.float32), sample_rate=self.sample_rate, n_fft=self.n_fft,
+        hop_length=self.hop_length, center=self.center, pad_mode=self.pad_mode,
+        n_mels=self.n_mels, log="log10_1p", log_scale=self.log_scale, mean=self.mel_mean,
+        std=self.mel_std, fft=self.fft))
+    assert mel.shape[1] == self.num_frames, (mel.shape, self.num_frames)
+    return mel
+
+
+def dcnn_param_count(num_outputs: int, n_mels: int = 128,
+                     channels: Sequence[int] = (128, 128, 128, 128, 256),
+                     kernel_sizes: Sequence[int] = (4, 4, 4, 2, 1)) -> int:
+  """Trainable Flax parameters of ``MelDCNN``: conv kernels + biases, BN scale + bias, dense.
+
+  Paper 4 with 128 mel bins: 264,448 before the dense layer [derived]; Keras also counts the BN
+  moving mean/variance (+1,536), which Flax keeps in ``batch_stats``.
+  """
+  count, cin = 0, n_mels
+  for c, k in zip(channels, kernel_sizes):
+    count += k * cin * c + c + 2 * c
+    cin = c
+  return count + cin * num_outputs + num_outputs
+
+
+@MODELS.register("mel_dcnn")
+class MelDCNN(_MelInput):
+  """Paper 4's "DCNN" (papers.md 5.2) on the on-device mel front end. Returns
+  ``{"logits": [batch, num_outputs], "embedding": [batch, channels[-1]]}``.
+
+  Layers on ``[batch, 129, 128]`` (time x mel-bins-as-channels), Conv1D 'same' (Flax SAME =
+  Keras/TF for even kernels) + BatchNorm + ReLU + MaxPool('valid'):
+  conv(128, 4) pool 4 -> 32; conv(128, 4) pool 4 -> 8; conv(128, 4) pool 4 -> 2;
+  conv(128, 2) pool 2 -> 1; conv(256, 1) -> 1; global average pool -> the 256-d
+  "deep artist feature" (``embedding``); ``Dense(num_outputs)`` -> ``logits`` (the basic model's
+  softmax over artists is the loss's job; the Siamese model uses ``embedding``).
+
+  Attributes:
+    num_outputs: artists (500 ... 10,000 in paper 4) or tags.
+    channels, kernel_sizes, pool_sizes: per conv layer (paper values by default; pool 1 = none).
+    dropout_rate: before the dense layer; 0 because paper 4's Dropout(0.5) is not wired [code].
+    bn_momentum, bn_epsilon: Keras-2 defaults 0.99 / 1e-3 (papers.md 1.5).
+    dtype: compute dtype of the CNN; the front end always runs in float32.
+  The code's L2 weight decay 1e-5 on conv kernels belongs to the optimiser config.
+  """
+
+  num_outputs: int = 1000
+  channels: Sequence[int] = (128, 128, 128, 128, 256)
+  kernel_sizes: Sequence[int] = (4, 4, 4, 2, 1)
+  pool_sizes: Sequence[int] = (4, 4, 4, 2, 1)
+  dropout_rate: float = 0.0
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, audio: jnp.ndarray, train: bool = False) -> dict:
+    """audio: ``[batch, input_length, 1]`` float waveform in [-1, 1)."""
+    if not len(self.channels) == len(self.kernel_sizes) == len(self.pool_sizes):
+      raise ValueError("channels, kernel_sizes and pool_sizes need one entry per conv layer")
+    x = self.mel(audio).astype(self.dtype)
+    for c, k, p in zip(self.channels, self.kernel_sizes, self.pool_sizes):
+      x = ConvBNReLU(c, k, 1, "SAME", self.bn_momentum, self.bn_epsilon, self.dtype)(x, train)
+      if p > 1:
+        x = nn.max_pool(x, window_shape=(p,), strides=(p,), padding="VALID")
+    embedding = jnp.mean(x, axis=1)  # GlobalAveragePooling1D: [batch, channels[-1]]
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
+    logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
+                      dtype=self.dtype)(x)
+    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32)}
+
+
+def frame_cnn_num_convs(num_frames: int) -> int:
+  """Conv layers of paper 2's local CNN: 3 for the 18- and 27-frame models, 4 for 54 frames
+  (papers.md 3.1 [slides]); 4 for anything longer than 27 frames."""
+  return 3 if num_frames <= 27 else 4
+
+
+@MODELS.register("mel_frame_cnn")
+class MelFrameCNN(_MelInput):
+  """Paper 2's frame-level local CNN (papers.md 3.1) on ``num_frames`` mel frames (18, 27, 54).
+  Returns ``{"logits": [batch, num_outputs], "embedding": [batch, channels[-1]],
+  "multi_level": [batch, sum(channels)]}``.
+
+  Known [slides]: 18/27 frames: conv1 -> pool -> conv2 -> pool -> conv3 -> (pool) -> fc -> tags;
+  54 frames: one more pool + conv4. Stage 2 max-pools every conv layer's output over time and
+  concatenates the layers: that is ``multi_level`` here (per excerpt; the song-level average over
+  excerpts and the global DNN are outside the model).
+
+  Chosen for the unknowns (papers.md 3.2), all fields:
+    * 1-D convolutions over time, mel bins as channels (the group's later code);
+    * kernel 3 'same', max-pool 3 'valid' between convs (18 -> 6 -> 2, 27 -> 9 -> 3,
+      54 -> 18 -> 6 -> 2: the three input sizes are exactly the multiples of 3 this needs), then
+      a global max over the remaining frames (the "(pool)" of the 27-frame model reaches 1 frame);
+    * 128 channels per conv (as paper 4's DCNN); ``embedding`` = global max of the last conv;
+    * "fc -> tags" = one ``Dense(num_outputs)`` on the embedding (``hidden_units > 0`` inserts a
+      ReLU hidden layer first), dropout 0.5 before it (paper 1's tagging models of the same year);
+    * BatchNorm after every conv, momentum 0.99, epsilon 1e-3 (Keras default; papers.md 1.5).
+  """
+
+  num_frames: int = 27
+  num_outputs: int = 50
+  channels: Optional[Sequence[int]] = None
+  kernel_size: int = 3
+  pool_size: int = 3
+  hidden_units: int = 0
+  dropout_rate: float = 0.5
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  dtype: jnp.dtype = jnp.float32
+
+  def layer_channels(self) -> tuple[int, ...]:
+    return tuple(self.channels or (128,) * frame_cnn_num_convs(self.num_frames))
+
+  @nn.compact
+  def __call__(self, audio: jnp.ndarray, train: bool = False) -> dict:
+    """audio: ``[batch, input_length, 1]`` float waveform in [-1, 1)."""
+    x = self.mel(audio).astype(self.dtype)
+    levels = []
+    channels = self.layer_channels()
+    for i, c in enumerate(channels):
+      if i > 0:
+        if x.shape[1] < self.pool_size:
+          raise ValueError(f"{self.num_frames} frames are too few for {len(channels)} convs "
+                           f"with pool {self.pool_size}")
+        x = nn.max_pool(x, window_shape=(self.pool_size,), strides=(self.pool_size,),
+                        padding="VALID")
+      x = ConvBNReLU(c, self.kernel_size, 1, "SAME", self.bn_momentum, self.bn_epsilon,
+                     self.dtype)(x, train)
+      levels.append(jnp.max(x, axis=1))  # stage-2 feature of this layer: [batch, c]
+    embedding = levels[-1]
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
+    if self.hidden_units:
+      x = nn.relu(nn.Dense(self.hidden_units, kernel_init=nn.initializers.xavier_uniform(),
+                           dtype=self.dtype)(x))
+    logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
+                      dtype=self.dtype)(x)
+    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32),
+            "multi_level": jnp.concatenate(levels, axis=-1).astype(jnp.float32)}
