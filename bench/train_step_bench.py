@@ -1,0 +1,365 @@
+"""Times the real jitted SampleCNN train step (JAX/XLA) against a PyTorch eager reference.
+
+JAX side: ``musicrep_jax.train_step.make_train_step`` with ``TaggingTask`` and the optimizer of
+``configs/samplecnn_mtat.py`` on a one-device mesh, random audio and tags. Reports the compile time
+(first call), steps/s and samples/s without compilation (median, min and max over ``--repeats``
+timed runs of ``--steps`` steps each after ``--warmup`` steps, each ended by
+``jax.block_until_ready``), the number of compilations of the step over the whole run (must be 1),
+FLOPs per step from XLA's cost analysis of the compiled step and the achieved FLOP/s as a fraction
+of a float32 SGEMM measured in the same process (the best of NumPy and XLA).
+
+PyTorch side (``bench.torch_sample_cnn``, eager, float32, NCW): the same model, SGD Nesterov, BCE,
+timed the same way, with ``torch.set_num_threads`` equal to the threads XLA's CPU backend uses
+(the CPUs this process may run on, ``os.sched_getaffinity``; ``--threads N`` pins the process to
+N CPUs before JAX starts so both frameworks get N). Prints a markdown row and a JSON line;
+``--write-doc`` updates this configuration's section of ``docs/benchmarks.md``.
+
+Example: ``python -m bench.train_step_bench`` (the paper's 3^9 model at batch 23);
+``python -m bench.train_step_bench --n 5 --channels 16,16,16,32,32,64,64 --batch 16``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shlex
+import statistics
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
+COLUMNS = ("config", "batch", "threads", "compile s", "JAX steps/s", "JAX samples/s",
+           "torch steps/s", "JAX/torch", "GFLOP/step (XLA)", "achieved GFLOP/s",
+           "SGEMM GFLOP/s", "% of SGEMM", "compilations")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(
+      prog="python -m bench.train_step_bench",
+      description="JAX train step vs PyTorch eager SampleCNN: compile time, steps/s, FLOP/s.")
+  p.add_argument("--m", type=int, default=3, help="filter/pool size m (default 3)")
+  p.add_argument("--n", type=int, default=9, help="number of pooled blocks n (default 9)")
+  p.add_argument("--channels", type=str, default=None,
+                 help="comma-separated n + 2 channel counts (default: the paper's)")
+  p.add_argument("--num-tags", type=int, default=50)
+  p.add_argument("--batch", type=int, default=23, help="global batch size (default 23)")
+  p.add_argument("--steps", type=int, default=3, help="timed steps per repeat (default 3)")
+  p.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
+  p.add_argument("--warmup", type=int, default=1, help="untimed steps after compile (default 1)")
+  p.add_argument("--threads", type=int, default=None,
+                 help="pin the process to this many CPUs (XLA and torch); default: all allowed")
+  p.add_argument("--gemm-size", type=int, default=4096,
+                 help="n of the n x n float32 matmul measuring the SGEMM peak (default 4096)")
+  p.add_argument("--no-torch", action="store_true", help="time the JAX step only")
+  p.add_argument("--write-doc", action="store_true",
+                 help=f"update this configuration's section of {DOC.relative_to(REPO)}")
+  p.add_argument("--doc", type=pathlib.Path, default=DOC, help=argparse.SUPPRESS)
+  return p.parse_args(argv)
+
+
+def parse_channels(text: Optional[str]) -> Optional[tuple[int, ...]]:
+  return tuple(int(c) for c in text.split(",")) if text else None
+
+
+def pin_threads(threads: Optional[int]) -> int:
+  """Restricts the process to ``threads`` CPUs (before JAX starts); returns the CPUs allowed."""
+  allowed = sorted(os.sched_getaffinity(0))
+  if threads:
+    if threads > len(allowed):
+      raise SystemExit(f"--threads {threads} > the {len(allowed)} CPUs this process may use")
+    os.sched_setaffinity(0, allowed[:threads])
+  return len(os.sched_getaffinity(0))
+
+
+def summarize(rates: Sequence[float]) -> dict:
+  """Median, min and max of per-repeat rates."""
+  return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+
+
+def time_repeats(run_steps: Callable[[int], None], steps: int, repeats: int) -> list[float]:
+  """Steps/s of ``repeats`` calls of ``run_steps(steps)`` (which must block until done)."""
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run_steps(steps)
+    rates.append(steps / (time.perf_counter() - start))
+  return rates
+
+
+def analytic_train_flops(batch: int, m: int, n: int, first_filter: Optional[int],
+                         channels: Sequence[int], num_tags: int) -> float:
+  """Convolution/dense FLOPs of one training step, ~3x forward (forward, input and weight grads).
+
+  A cross-check of XLA's count; ignores BatchNorm, pooling, the loss and the optimizer.
+  """
+  first = first_filter or m
+  length, c_in, macs = m**n, 1, 0
+  macs += length * first * c_in * channels[0]
+  c_in = channels[0]
+  for i in range(n):
+    macs += length * m * c_in * channels[i + 1]
+    c_in, length = channels[i + 1], length // m
+  macs += length * c_in * channels[-1] + channels[-1] * num_tags
+  return 3.0 * 2.0 * batch * macs
+
+
+def sgemm_gflops(size: int, repeats: int = 3) -> dict:
+  """Best float32 ``size x size`` matmul GFLOP/s of NumPy and of XLA (median of repeats each)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  flops = 2.0 * size**3
+  a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+  b = np.random.default_rng(1).standard_normal((size, size), dtype=np.float32)
+  a @ b  # warm-up
+  numpy_rates = time_repeats(lambda k: [a @ b for _ in range(k)], 1, repeats)
+  ja, jb = jnp.asarray(a), jnp.asarray(b)
+  matmul = jax.jit(jnp.matmul)
+  jax.block_until_ready(matmul(ja, jb))
+  xla_rates = time_repeats(lambda k: jax.block_until_ready([matmul(ja, jb) for _ in range(k)]),
+                           1, repeats)
+  result = {"size": size, "numpy_gflops": statistics.median(numpy_rates) * flops / 1e9,
+            "xla_gflops": statistics.median(xla_rates) * flops / 1e9}
+  result["peak_gflops"] = max(result["numpy_gflops"], result["xla_gflops"])
+  return result
+
+
+class CompileCounter:
+  """Counts XLA backend compilations and sums tracing + lowering + compile seconds
+  (``jax.monitoring`` events) while ``active``."""
+
+  COMPILE = "/jax/core/compile/backend_compile_duration"
+  STAGES = (COMPILE, "/jax/core/compile/jaxpr_trace_duration",
+            "/jax/core/compile/jaxpr_to_mlir_module_duration")
+
+  def __init__(self):
+    import jax
+    self.count, self.seconds, self.active = 0, 0.0, False
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+  def _listen(self, name, duration, **kwargs):
+    del kwargs
+    if not self.active:
+      return
+    if name in self.STAGES:
+      self.seconds += duration
+    if name == self.COMPILE:
+      self.count += 1
+
+
+def bench_jax(args, channels) -> dict:
+  """Compile time, timed steps, compilations and XLA FLOPs of the real jitted train step."""
+  import jax
+  import jax.numpy as jnp
+  import ml_collections
+  import numpy as np
+
+  from configs import samplecnn_mtat
+  from musicrep_jax import optimizers, sharding, train_step
+  from musicrep_jax.models.sample_cnn import SampleCNN
+  from musicrep_jax.tasks.tagging import TaggingTask
+
+  config = samplecnn_mtat.get_config()
+  model = SampleCNN(num_outputs=args.num_tags, m=args.m, n=args.n, channels=channels)
+  task = TaggingTask()
+  tx = optimizers.make_optimizer(ml_collections.ConfigDict(config.optimizer),
+                                 config.num_train_steps)
+  mesh = sharding.make_mesh()
+  state = train_step.make_create_state(model, tx, model.input_length, mesh)(jax.random.key(0))
+  # Placed replicated on the mesh as the trainer does; an unplaced one recompiles the step once.
+  acc = jax.device_put(train_step.LogAccumulator.zeros(task.metric_names + ("grad_norm",)),
+                       sharding.replicated(mesh))
+  rng = np.random.default_rng(0)
+  batch = jax.device_put(
+      {"audio": rng.standard_normal((args.batch, model.input_length, 1), dtype=np.float32),
+       "tags": (rng.random((args.batch, args.num_tags)) < 0.1).astype(np.float32)},
+      sharding.batch_sharding(mesh))
+  step = train_step.make_train_step(model, task, tx, mesh, seed=0)
+  counter = CompileCounter()
+  counter.active = True
+  start = time.perf_counter()
+  state, acc = jax.block_until_ready(step(state, acc, batch))
+  first_call_s = time.perf_counter() - start
+
+  def run_steps(k):
+    nonlocal state, acc
+    for _ in range(k):
+      state, acc = step(state, acc, batch)
+    jax.block_until_ready((state, acc))
+
+  run_steps(args.warmup)
+  rates = time_repeats(run_steps, args.steps, args.repeats)
+  counter.active = False
+  loss = float(acc.sums["loss"] / acc.count)
+  compiled = step.lower(state, acc, batch).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  steps_s = summarize(rates)
+  return {"compile_s": counter.seconds, "first_call_s": first_call_s,
+          "steps_per_s": steps_s, "samples_per_s": args.batch * steps_s["median"],
+          "compilations": counter.count, "jit_cache_size": step._cache_size(),
+          "xla_flops_per_step": float(cost.get("flops", float("nan"))),
+          "mean_loss": loss, "devices": len(jax.devices()), "platform": jax.default_backend()}
+
+
+def bench_torch(args, channels, threads: int) -> dict:
+  """Steps/s of the PyTorch eager reference on ``threads`` intra-op threads."""
+  import torch
+
+  from bench import torch_sample_cnn
+
+  torch.set_num_threads(threads)
+  torch.manual_seed(0)
+  model = torch_sample_cnn.TorchSampleCNN(args.num_tags, args.m, args.n, channels=channels)
+  step = torch_sample_cnn.make_train_step(model, torch_sample_cnn.make_optimizer(model))
+  gen = torch.Generator().manual_seed(0)
+  audio = torch.randn(args.batch, 1, model.input_length, generator=gen)
+  tags = (torch.rand(args.batch, args.num_tags, generator=gen) < 0.1).float()
+  start = time.perf_counter()
+  step(audio, tags).item()
+  first_call_s = time.perf_counter() - start
+
+  def run_steps(k):
+    loss = None
+    for _ in range(k):
+      loss = step(audio, tags)
+    if loss is not None:
+      loss.item()  # waits for the step to finish
+
+  run_steps(args.warmup)
+  steps_s = summarize(time_repeats(run_steps, args.steps, args.repeats))
+  return {"first_call_s": first_call_s, "steps_per_s": steps_s,
+          "samples_per_s": args.batch * steps_s["median"], "threads": torch.get_num_threads(),
+          "params": torch_sample_cnn.num_params(model)}
+
+
+def machine() -> dict:
+  """CPU model, cores and versions."""
+  import jax
+  import jaxlib
+  cpu = "unknown"
+  try:
+    text = pathlib.Path("/proc/cpuinfo").read_text()
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    cpu = found.group(1).strip() if found else cpu
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    flags = set(flags.group(1).split()) if flags else set()
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+           if f in flags]
+    cpu += f" ({', '.join(isa) or 'no AVX2'})"
+  except OSError:
+    pass
+  info = {"cpu": cpu, "cpus_online": os.cpu_count(), "python": platform.python_version(),
+          "jax": jax.__version__, "jaxlib": jaxlib.__version__}
+  try:
+    import torch
+    info["torch"] = torch.__version__
+  except ImportError:
+    info["torch"] = None
+  return info
+
+
+def config_key(args, channels) -> str:
+  """Short name of the benchmarked configuration, e.g. ``3^9 paper``."""
+  width = "paper" if channels is None else "ch " + "-".join(map(str, channels))
+  return f"{args.m}^{args.n} {width}"
+
+
+def markdown_row(r: dict) -> str:
+  jax_r, torch_r, gemm = r["jax"], r.get("torch"), r["sgemm"]
+  fmt = lambda s: f"{s['median']:.3g} ({s['min']:.3g}-{s['max']:.3g})"
+  cells = [r["config"], r["batch"], r["threads"], f"{jax_r['compile_s']:.1f}",
+           fmt(jax_r["steps_per_s"]), f"{jax_r['samples_per_s']:.3g}",
+           fmt(torch_r["steps_per_s"]) if torch_r else "-",
+           f"{r['jax_over_torch']:.2f}" if torch_r else "-",
+           f"{jax_r['xla_flops_per_step'] / 1e9:.3g}", f"{r['achieved_gflops']:.3g}",
+           f"{gemm['peak_gflops']:.1f}", f"{100 * r['fraction_of_sgemm']:.1f}",
+           jax_r["compilations"]]
+  return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table_header() -> str:
+  return "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS)
+
+
+def doc_section(r: dict) -> str:
+  m = r["machine"]
+  return "\n".join([
+      f"<!-- bench:{r['key']}:begin -->",
+      f"### {r['config']}, batch {r['batch']}",
+      "",
+      f"- Date: {r['date']}",
+      f"- Machine: {m['cpu']}, {m['cpus_online']} CPUs online, {r['threads']} used "
+      f"(XLA CPU threads = torch.set_num_threads = {r['threads']}); shared machine, "
+      "other jobs were running, so timings are noisy.",
+      f"- Versions: Python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}, torch {m['torch']}",
+      f"- Command: `{r['command']}`",
+      f"- Timing: compile = JAX trace + lowering + XLA compile of the step (first call "
+      f"{r['jax']['first_call_s']:.1f} s in all); steps/s = median (min-max) of "
+      f"{r['repeats']} repeats of {r['steps']} steps after {r['warmup']} warm-up step(s); "
+      f"SGEMM = {r['sgemm']['size']}^3 float32 matmul, NumPy {r['sgemm']['numpy_gflops']:.1f} / "
+      f"XLA {r['sgemm']['xla_gflops']:.1f} GFLOP/s; analytic conv FLOPs "
+      f"{r['analytic_flops_per_step'] / 1e9:.3g} GFLOP/step.",
+      "",
+      table_header(),
+      markdown_row(r),
+      f"<!-- bench:{r['key']}:end -->",
+  ])
+
+
+def update_doc(doc: pathlib.Path, r: dict) -> None:
+  """Replaces this configuration's section of ``doc`` (or appends it) with ``r``."""
+  text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+  section = doc_section(r)
+  pattern = re.compile(
+      rf"<!-- bench:{re.escape(r['key'])}:begin -->.*?<!-- bench:{re.escape(r['key'])}:end -->",
+      re.S)
+  if pattern.search(text):
+    text = pattern.sub(lambda _: section, text)
+  else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+  doc.write_text(text)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+  args = parse_args(argv)
+  if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
+    raise SystemExit("--steps and --repeats must be >= 1, --warmup >= 0")
+  threads = pin_threads(args.threads)  # before JAX creates its thread pool
+  channels = parse_channels(args.channels)
+  jax_r = bench_jax(args, channels)
+  torch_r = None if args.no_torch else bench_torch(args, channels, threads)
+  gemm = sgemm_gflops(args.gemm_size)
+  from musicrep_jax.models.sample_cnn import paper_channels
+  achieved = jax_r["xla_flops_per_step"] * jax_r["steps_per_s"]["median"] / 1e9
+  key_channels = channels or paper_channels(args.n)
+  r = {"config": config_key(args, channels), "batch": args.batch, "threads": threads,
+       "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
+       "jax": jax_r, "torch": torch_r, "sgemm": gemm, "achieved_gflops": achieved,
+       "fraction_of_sgemm": achieved / gemm["peak_gflops"],
+       "analytic_flops_per_step": analytic_train_flops(args.batch, args.m, args.n, None,
+                                                       key_channels, args.num_tags),
+       "jax_over_torch": (jax_r["steps_per_s"]["median"] / torch_r["steps_per_s"]["median"]
+                          if torch_r else None),
+       "machine": machine(), "date": datetime.date.today().isoformat(),
+       "command": "python -m bench.train_step_bench " + shlex.join(argv if argv is not None
+                                                                   else sys.argv[1:])}
+  r["key"] = re.sub(r"[^A-Za-z0-9]+", "-", f"{r['config']} b{args.batch} t{threads}")
+  print(table_header())
+  print(markdown_row(r))
+  print(json.dumps(r, sort_keys=True))
+  if args.write_doc:
+    update_doc(args.doc, r)
+  return r
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,94 @@
+"""The benchmark's PyTorch reference matches the Flax SampleCNN, and the bench script runs.
+
+The torch tests are skipped when torch (the optional ``bench`` extra) is absent.
+"""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from musicrep_jax.models.sample_cnn import SampleCNN
+from tests.conftest import REPO
+
+BENCH = [sys.executable, "-m", "bench.train_step_bench"]
+
+
+def _random_batch_stats(stats, seed):
+  """Non-trivial running means (normal) and variances (in [0.5, 1.5]) with ``stats``' shapes."""
+  leaves, treedef = jax.tree.flatten_with_path(stats)
+  rng = np.random.default_rng(seed)
+  out = []
+  for path, leaf in leaves:
+    if path[-1].key == "var":
+      out.append(jnp.asarray(rng.uniform(0.5, 1.5, leaf.shape), jnp.float32))
+    else:
+      out.append(jnp.asarray(rng.normal(0.0, 0.5, leaf.shape), jnp.float32))
+  return jax.tree.unflatten(treedef, out)
+
+
+# PyTorch warns that padding="same" with an even kernel (m = 2) copies the input; expected.
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+@pytest.mark.parametrize("m, n, channels", [(3, 3, (4, 4, 4, 8, 8)), (2, 4, (4, 4, 8, 8, 8, 8))])
+def test_torch_reference_matches_flax_logits_in_eval_mode(m, n, channels):
+  torch = pytest.importorskip("torch")
+  from bench import torch_sample_cnn
+
+  model = SampleCNN(num_outputs=5, m=m, n=n, channels=channels)
+  audio = np.random.default_rng(0).standard_normal((3, model.input_length, 1)).astype(np.float32)
+  variables = model.init({"params": jax.random.key(0)}, jnp.asarray(audio), train=False)
+  variables = {"params": variables["params"],
+               "batch_stats": _random_batch_stats(variables["batch_stats"], seed=1)}
+  expected = np.asarray(model.apply(variables, jnp.asarray(audio), train=False)["logits"])
+
+  reference = torch_sample_cnn.TorchSampleCNN(num_outputs=5, m=m, n=n, channels=channels)
+  torch_sample_cnn.load_flax_variables(reference, variables)
+  reference.eval()
+  with torch.no_grad():
+    got = reference(torch.from_numpy(audio)).numpy()
+  # float32 throughout; different summation orders only.
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_reference_has_the_papers_parameter_count():
+  pytest.importorskip("torch")
+  from bench import torch_sample_cnn
+
+  assert torch_sample_cnn.check_paper_param_count() == 1_869_874
+
+
+def test_torch_train_step_runs_and_lowers_the_loss():
+  torch = pytest.importorskip("torch")
+  from bench import torch_sample_cnn
+
+  torch.manual_seed(0)
+  model = torch_sample_cnn.TorchSampleCNN(num_outputs=5, m=3, n=3, channels=(4, 4, 4, 8, 8),
+                                          dropout_rate=0.0)
+  step = torch_sample_cnn.make_train_step(model, torch_sample_cnn.make_optimizer(model, 0.05))
+  audio = torch.randn(8, model.input_length, 1)
+  tags = (torch.rand(8, 5) < 0.3).float()
+  losses = [float(step(audio, tags)) for _ in range(20)]
+  assert losses[-1] < losses[0]
+
+
+def test_bench_help():
+  proc = subprocess.run([*BENCH, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  assert "--no-torch" in proc.stdout and "--write-doc" in proc.stdout
+
+
+def test_bench_tiny_jax_run_prints_json_with_one_compilation():
+  proc = subprocess.run(
+      [*BENCH, "--no-torch", "--steps", "2", "--repeats", "1", "--m", "3", "--n", "3",
+       "--channels", "4,4,4,8,8", "--batch", "4", "--gemm-size", "128"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+  assert result["jax"]["steps_per_s"]["median"] > 0
+  assert result["jax"]["compilations"] == 1
+  assert result["jax"]["xla_flops_per_step"] > 0
+  assert result["torch"] is None
