@@ -62,8 +62,16 @@ def build_run(config: ml_collections.ConfigDict, shards) -> Run:
   kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
   kwargs["num_outputs"] = task.num_outputs(shards)
   kwargs["dtype"] = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+  model_cls = MODELS.get(config.model.name)
+  if "sample_rate" in getattr(model_cls, "__dataclass_fields__", {}):
+    # Models with a spectrogram front end take the data's rate; a different explicit value
+    # would silently compute wrong mel bands.
+    if kwargs.get("sample_rate", config.data.sample_rate) != config.data.sample_rate:
+      raise UserError(f"config.model.kwargs.sample_rate={kwargs['sample_rate']} differs from "
+                      f"config.data.sample_rate={config.data.sample_rate}.")
+    kwargs["sample_rate"] = config.data.sample_rate
   try:
-    model = MODELS.get(config.model.name)(**kwargs)
+    model = model_cls(**kwargs)
   except TypeError as e:
     raise UserError(f"config.model.kwargs do not fit model {config.model.name!r}: {e}") from None
   input_length = model.input_length
