@@ -8,45 +8,18 @@ other code). The multi-level, multi-scale aggregation stages (2-3) are not wired
 ``:runlocal`` trains the same code path on the embedded corpus at 16 kHz.
 """
 
-import ml_collections
+from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 
 def get_config(arg=None):
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.data = dict(name="mtat", sample_rate=22050,
-                synthetic=dict(num_clips=600, seed=0, clip_seconds=4.0),
-                train_split="train", eval_split="validation", test_split="test",
-                segments_per_clip=10, eval_placement="even", num_workers=8)
-  c.model = dict(name="mel_frame_cnn", kwargs=dict(
-      num_frames=27, n_mels=128, channels=None, hidden_units=0, dropout_rate=0.5))
-  c.task = dict(name="tagging")
-  c.batch_size = 64
-  c.num_train_steps = 200_000
-  c.optimizer = dict(name="sgd", learning_rate=0.01, momentum=0.9, nesterov=True,
-                     schedule="keras_decay", decay=1e-6, stage_boundaries=(),
-                     stage_factor=0.2, warmup_steps=0, weight_decay=0.0, grad_clip_norm=0.0)
-  c.mesh = dict(data=-1, fsdp=1)
-  c.compute_dtype = "float32"
-  c.log_every = 100
-  c.eval_every = 5000
-  c.checkpoint_every = 5000
-  c.checkpoint = dict(keep=3, best_metric="loss", best_mode="min", async_save=True)
-  c.progress_bar = True
+  c = trainer_config(
+      data=data_config("mtat", 22050, eval_placement="even"),
+      model_name="mel_frame_cnn",
+      model_kwargs=dict(num_frames=27, n_mels=128, channels=None, hidden_units=0,
+                        dropout_rate=0.5),
+      batch_size=64, num_train_steps=200_000, optimizer=sgd_nesterov(0.01), eval_every=5000)
   if arg == "runlocal":
-    c.data.name = "synthetic"
-    c.data.sample_rate = 16000
-    c.data.segments_per_clip = 4
-    c.data.num_workers = 0
-    c.model.kwargs.n_mels = 64
-    c.model.kwargs.channels = (32, 32, 32)
-    c.batch_size = 32
-    c.num_train_steps = 600
-    c.optimizer.learning_rate = 0.05
-    c.optimizer.schedule = "cosine"
-    c.log_every = 50
-    c.eval_every = 300
-    c.checkpoint_every = 300
+    make_runlocal(c, model_kwargs=dict(n_mels=64, channels=(32, 32, 32)))
   elif arg:
     raise ValueError(f"configs/mel_frame_cnn_mtat.py knows the argument 'runlocal', not {arg!r}")
   return c
