@@ -60,3 +60,18 @@ def test_wrong_input_length_is_a_clear_error():
 
 def test_registered_by_name():
   assert MODELS.get("sample_cnn") is SampleCNN
+
+
+def test_max_pool_time_equals_flax_max_pool_in_value_and_gradient():
+  """The reshape+max pooling (fast gradient on CPU) is a drop-in for nn.max_pool 'valid'."""
+  import flax.linen as nn
+
+  from musicrep_jax.models.sample_cnn import max_pool_time
+
+  x = jax.random.normal(jax.random.key(3), (2, 29, 5))  # 29 = 9 * 3 + 2: the floor drops 2
+  reference = lambda v: nn.max_pool(v, window_shape=(3,), strides=(3,), padding="VALID")
+  np.testing.assert_array_equal(max_pool_time(x, 3), reference(x))
+  weights = jax.random.normal(jax.random.key(4), (2, 9, 5))
+  grad = jax.grad(lambda v: jnp.sum(max_pool_time(v, 3) * weights))(x)
+  grad_ref = jax.grad(lambda v: jnp.sum(reference(v) * weights))(x)
+  np.testing.assert_allclose(grad, grad_ref, rtol=0, atol=0)  # no ties in random normals

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from musicrep_jax.frontends.mel import (PAPER_MEL_MEAN, PAPER_MEL_STD, mel_spectrogram,
                                         samples_for_frames)
-from musicrep_jax.models.sample_cnn import ConvBNReLU
+from musicrep_jax.models.sample_cnn import ConvBNReLU, max_pool_time
 from musicrep_jax.registry import MODELS
 
 
@@ -119,7 +119,7 @@ class MelDCNN(_MelInput):
     for c, k, p in zip(self.channels, self.kernel_sizes, self.pool_sizes):
       x = ConvBNReLU(c, k, 1, "SAME", self.bn_momentum, self.bn_epsilon, self.dtype)(x, train)
       if p > 1:
-        x = nn.max_pool(x, window_shape=(p,), strides=(p,), padding="VALID")
+        x = max_pool_time(x, p)
     embedding = jnp.mean(x, axis=1)  # GlobalAveragePooling1D: [batch, channels[-1]]
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
     logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
@@ -180,8 +180,7 @@ class MelFrameCNN(_MelInput):
         if x.shape[1] < self.pool_size:
           raise ValueError(f"{self.num_frames} frames are too few for {len(channels)} convs "
                            f"with pool {self.pool_size}")
-        x = nn.max_pool(x, window_shape=(self.pool_size,), strides=(self.pool_size,),
-                        padding="VALID")
+        x = max_pool_time(x, self.pool_size)
       x = ConvBNReLU(c, self.kernel_size, 1, "SAME", self.bn_momentum, self.bn_epsilon,
                      self.dtype)(x, train)
       levels.append(jnp.max(x, axis=1))  # stage-2 feature of this layer: [batch, c]

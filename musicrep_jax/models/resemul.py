@@ -52,7 +52,7 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from musicrep_jax.models.sample_cnn import ConvBNReLU, input_length
+from musicrep_jax.models.sample_cnn import ConvBNReLU, input_length, max_pool_time
 from musicrep_jax.registry import MODELS, Registry
 
 BLOCKS = Registry("block")
@@ -71,11 +71,6 @@ def resemul_channels(n: int, init_features: int = 128) -> tuple[int, ...]:
       features *= 2
     channels.append(features)
   return tuple(channels)
-
-
-def _max_pool(x: jnp.ndarray, m: int) -> jnp.ndarray:
-  """MaxPool(m), 'valid' (floor): ``[batch, time, C] -> [batch, time // m, C]``."""
-  return nn.max_pool(x, window_shape=(m,), strides=(m,), padding="VALID")
 
 
 class ConvBN(nn.Module):
@@ -135,7 +130,7 @@ class BasicBlock(_BlockBase):
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     x = ConvBNReLU(self.features, self.m, bn_momentum=self.bn_momentum,
                    bn_epsilon=self.bn_epsilon, dtype=self.dtype)(x, train)
-    return _max_pool(x, self.m)
+    return max_pool_time(x, self.m)
 
 
 @BLOCKS.register("se")
@@ -146,7 +141,7 @@ class SEBlock(_BlockBase):
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     x = ConvBNReLU(self.features, self.m, bn_momentum=self.bn_momentum,
                    bn_epsilon=self.bn_epsilon, dtype=self.dtype)(x, train)
-    x = _max_pool(x, self.m)
+    x = max_pool_time(x, self.m)
     return SqueezeExcitation(self.amplifying_ratio, self.dtype, name="se")(x)
 
 
@@ -174,7 +169,7 @@ class ResidualBlock(_BlockBase):
     if self.use_se:
       x = SqueezeExcitation(self.amplifying_ratio, self.dtype, name="se")(x)
     x = nn.relu(shortcut + x)
-    return _max_pool(x, self.m)
+    return max_pool_time(x, self.m)
 
 
 @BLOCKS.register("res1")

@@ -46,6 +46,21 @@ def paper_channels(n: int) -> tuple[int, ...]:
   return tuple(channels)
 
 
+def max_pool_time(x: jnp.ndarray, size: int) -> jnp.ndarray:
+  """Non-overlapping max-pool over time, 'valid' (floor): ``[batch, time, channels] ->
+  [batch, time // size, channels]`` (Keras ``MaxPooling1D(size)``, papers.md 1.5).
+
+  Written as reshape + max rather than ``nn.max_pool``: the values are identical, but the
+  gradient becomes an elementwise mask instead of XLA's select-and-scatter, which dominated the
+  CPU backward pass (docs/benchmarks.md). At exact ties inside a window the gradient is shared
+  between the tied inputs rather than given to the first; after a ReLU the only common ties are
+  zeros, whose gradient the ReLU zeroes either way.
+  """
+  batch, time, channels = x.shape
+  kept = (time // size) * size
+  return x[:, :kept].reshape(batch, time // size, size, channels).max(axis=2)
+
+
 def input_length(m: int, n: int, first_filter: Optional[int] = None) -> int:
   """Samples the m^n-DCNN consumes: ``first_filter * m**n`` (59,049 for the 3^9 model)."""
   return (first_filter or m) * m**n
@@ -128,7 +143,7 @@ class SampleCNN(nn.Module):
     x = block(channels[0], first, strides=first, padding="VALID")(audio, train)
     for i in range(self.n):
       x = block(channels[i + 1], self.m)(x, train)
-      x = nn.max_pool(x, window_shape=(self.m,), strides=(self.m,), padding="VALID")
+      x = max_pool_time(x, self.m)
     x = block(channels[-1], 1)(x, train)
     embedding = x.reshape((x.shape[0], -1))  # time is 1 here: [batch, channels[-1]]
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
