@@ -110,8 +110,7 @@ def evaluate(run: Run, state, split: str) -> dict:
     global_batch = input_pipeline.to_global_batch(batch, batch_sharding)
     outputs = run.eval_step(state, global_batch)
     pieces.append((outputs, {k: global_batch[k] for k in keep}))
-  gathered = jax.tree.map(lambda *xs: np.concatenate(xs),
-                          *[_fetch(piece) for piece in pieces])
+  gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *_fetch(pieces))
   segments = dict(gathered[0], **gathered[1])
   return run.task.clip_metrics(segments, num_clips=len(source))
 
@@ -150,6 +149,13 @@ class _StopFlag:
 def _fresh_accumulator(run: Run):
   names = tuple(run.task.metric_names) + ("grad_norm",)
   return jax.device_put(steps.LogAccumulator.zeros(names), sharding_lib.replicated(run.mesh))
+
+
+def _checkpoints(workdir: pathlib.Path, config: ml_collections.ConfigDict,
+                 async_save: bool) -> checkpointing.Checkpoints:
+  return checkpointing.Checkpoints(workdir, keep=config.checkpoint.keep,
+                                   best_metric=config.checkpoint.best_metric,
+                                   best_mode=config.checkpoint.best_mode, async_save=async_save)
 
 
 def _require_split(shards, split: str, key: str) -> None:
@@ -196,10 +202,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   test_split = _optional_split(shards, c.data.test_split, "the final test")
   run = build_run(c, shards)
   train_it = make_train_iterator(run)
-  ckpt = checkpointing.Checkpoints(workdir, keep=c.checkpoint.keep,
-                                   best_metric=c.checkpoint.best_metric,
-                                   best_mode=c.checkpoint.best_mode,
-                                   async_save=c.checkpoint.async_save)
+  ckpt = _checkpoints(workdir, c, async_save=c.checkpoint.async_save)
 
   # --- State on the mesh, or resumed from the last checkpoint ---------------------------------
   timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "steps": 0}
@@ -322,12 +325,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, split: str = "test",
                     f"train first with `musicrep train --workdir {workdir}`.")
   config = config_loading.from_json(config_file.read_text())
   run = build_run(config, resolve_shards(config, data_dir))
-  if split not in run.shards.split_sizes:
-    raise UserError(f"Split {split!r} is not in {run.shards.dataset_dir}; available: "
-                    f"{', '.join(sorted(run.shards.split_sizes))}.")
-  ckpt = checkpointing.Checkpoints(workdir, keep=config.checkpoint.keep,
-                                   best_metric=config.checkpoint.best_metric,
-                                   best_mode=config.checkpoint.best_mode, async_save=False)
+  _require_split(run.shards, split, "--split")
+  ckpt = _checkpoints(workdir, config, async_save=False)
   try:
     state, step = ckpt.restore_state(abstract_state(run), which)
   except FileNotFoundError:
