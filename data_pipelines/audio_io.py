@@ -54,6 +54,29 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
   return out.astype(np.float32, copy=False)
 
 
+def probe_audio(path: str | os.PathLike):
+  """The file's ``soundfile.info`` from its header alone (frames, sample rate, channels).
+
+  Raises:
+    AudioDecodeError: the file is missing, empty (0 bytes or 0 frames), or its header is not
+      readable. Data that is corrupt past the header only shows when decoding (``load_audio``).
+  """
+  import soundfile as sf
+
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise AudioDecodeError(path, "missing file")
+  if os.path.getsize(path) == 0:
+    raise AudioDecodeError(path, "empty file (0 bytes)")
+  try:
+    info = sf.info(path)
+  except (RuntimeError, TypeError, ValueError) as error:  # LibsndfileError is a RuntimeError.
+    raise AudioDecodeError(path, f"corrupt or unsupported audio ({_first_line(error)})") from error
+  if info.frames <= 0:
+    raise AudioDecodeError(path, "empty file (no audio frames)")
+  return info
+
+
 def load_audio(path: str | os.PathLike, target_sample_rate: int) -> np.ndarray:
   """Decodes ``path`` (any format libsndfile reads: wav, flac, ogg, mp3...) -> float32 [samples].
 
@@ -65,10 +88,7 @@ def load_audio(path: str | os.PathLike, target_sample_rate: int) -> np.ndarray:
   import soundfile as sf
 
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise AudioDecodeError(path, "missing file")
-  if os.path.getsize(path) == 0:
-    raise AudioDecodeError(path, "empty file (0 bytes)")
+  probe_audio(path)
   try:
     audio, source_rate = sf.read(path, dtype="float32", always_2d=True)
   except (RuntimeError, TypeError, ValueError) as error:  # LibsndfileError is a RuntimeError.

@@ -130,18 +130,10 @@ def read_manifest(manifest: str | os.PathLike, audio_dir: str | os.PathLike) -> 
 
 def probe(row: Row, min_seconds: float) -> str | None:
   """Why ``row``'s file must be skipped, from its header alone; None when it looks usable."""
-  import soundfile as sf
-
-  if not os.path.isfile(row.full_path):
-    return "missing file"
-  if os.path.getsize(row.full_path) == 0:
-    return "empty file (0 bytes)"
   try:
-    info = sf.info(row.full_path)
-  except (RuntimeError, TypeError, ValueError) as error:
-    return f"corrupt or unsupported audio ({str(error).strip().splitlines()[0]})"
-  if info.frames <= 0:
-    return "empty file (no audio frames)"
+    info = audio_io.probe_audio(row.full_path)
+  except audio_io.AudioDecodeError as error:
+    return error.reason
   seconds = info.frames / info.samplerate
   if seconds < min_seconds:
     return f"too short ({seconds:.2f} s < {min_seconds:g} s)"
