@@ -44,7 +44,7 @@ def trainer_config(*, data: dict, model_name: str, model_kwargs: dict, batch_siz
   c.seed = seed
   c.data = data
   c.model = dict(name=model_name, kwargs=model_kwargs)
-  c.task = dict(name=task)
+  c.task = dict(name=task, kwargs={})
   c.batch_size = batch_size
   c.num_train_steps = num_train_steps
   c.optimizer = optimizer

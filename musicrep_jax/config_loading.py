@@ -18,6 +18,20 @@ import ml_collections
 
 from musicrep_jax.errors import UserError
 
+REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+
+def resolve_config_spec(spec: str) -> str:
+  """``configs/demo.py[:arg]`` as given, or a bare name (``demo``) from the repo's configs/."""
+  path, sep, arg = spec.partition(":")
+  if not pathlib.Path(path).is_file():
+    candidate = REPO_CONFIGS / (path if path.endswith(".py") else f"{path}.py")
+    if not candidate.is_file():
+      candidate = REPO_CONFIGS / pathlib.Path(path).name
+    if candidate.is_file():
+      return str(candidate) + sep + arg
+  return spec
+
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """``"path/to/config.py[:arg]"`` -> the config its ``get_config(arg)`` returns."""

@@ -44,17 +44,19 @@ class LogAccumulator(struct.PyTreeNode):
                first_nonfinite_step=jnp.full((), -1, jnp.int32))
 
 
-def init_variables(model: nn.Module, rng: jax.Array, input_length: int) -> dict:
-  """Model variables from a dummy ``[1, input_length, 1]`` batch."""
-  return model.init({"params": rng}, jnp.zeros((1, input_length, 1), jnp.float32), train=False)
+def init_variables(model: nn.Module, rng: jax.Array, input_length: int, task=None) -> dict:
+  """Model variables from the task's dummy inputs (default one ``[1, input_length, 1]`` crop)."""
+  inputs = (task.init_inputs(input_length) if task is not None
+            else (jnp.zeros((1, input_length, 1), jnp.float32),))
+  return model.init({"params": rng}, *inputs, train=False)
 
 
 def make_create_state(model: nn.Module, tx: optax.GradientTransformation, input_length: int,
-                      mesh: Mesh) -> Callable[[jax.Array], TrainState]:
+                      mesh: Mesh, task=None) -> Callable[[jax.Array], TrainState]:
   """A jitted ``rng -> TrainState`` whose output is laid out replicated on ``mesh``."""
 
   def create(rng):
-    variables = init_variables(model, rng, input_length)
+    variables = init_variables(model, rng, input_length, task)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
@@ -75,8 +77,8 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation, me
     dropout_key = jax.random.fold_in(base_key, state.step)
 
     def loss_fn(params):
-      outputs, updates = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, batch["audio"], train=True,
+      outputs, updates = task.forward(
+          model, {"params": params, "batch_stats": state.batch_stats}, batch, train=True,
           rngs={"dropout": dropout_key}, mutable=["batch_stats"])
       loss, metrics = task.loss(outputs, batch)
       return loss, (metrics, updates)
@@ -105,8 +107,8 @@ def make_eval_step(model: nn.Module, task, mesh: Mesh):
   """Returns ``eval_step(state, batch) -> task.eval_outputs`` (per segment, batch-sharded)."""
 
   def eval_step(state: TrainState, batch: dict):
-    outputs = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                          batch["audio"], train=False)
+    outputs = task.forward(model, {"params": state.params, "batch_stats": state.batch_stats},
+                           batch, train=False)
     return task.eval_outputs(outputs, batch)
 
   batch = sharding_lib.batch_sharding(mesh)

@@ -57,10 +57,10 @@ class Run:
 def build_run(config: ml_collections.ConfigDict, shards) -> Run:
   mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
   sharding_lib.check_batch_size(config.batch_size, mesh)
-  task = TASKS.get(config.task.name)()
+  task = make_task(config)
   kwargs = dict(config.model.kwargs.to_dict())
   kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
-  kwargs["num_outputs"] = task.num_outputs(shards)
+  kwargs.update(task.model_kwargs(shards))
   kwargs["dtype"] = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
   model_cls = MODELS.get(config.model.name)
   if "sample_rate" in getattr(model_cls, "__dataclass_fields__", {}):
@@ -78,9 +78,20 @@ def build_run(config: ml_collections.ConfigDict, shards) -> Run:
   tx = optimizers.make_optimizer(config.optimizer, config.num_train_steps)
   return Run(config=config, shards=shards, mesh=mesh, model=model, task=task, tx=tx,
              input_length=input_length,
-             create_state=steps.make_create_state(model, tx, input_length, mesh),
+             create_state=steps.make_create_state(model, tx, input_length, mesh, task),
              train_step=steps.make_train_step(model, task, tx, mesh, config.seed),
              eval_step=steps.make_eval_step(model, task, mesh))
+
+
+def make_task(config: ml_collections.ConfigDict):
+  """``TASKS[config.task.name](**config.task.kwargs)`` with a clear error for bad kwargs."""
+  kwargs = config.task.get("kwargs", None)
+  kwargs = {k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in (kwargs.to_dict() if kwargs is not None else {}).items()}
+  try:
+    return TASKS.get(config.task.name)(**kwargs)
+  except TypeError as e:
+    raise UserError(f"config.task.kwargs do not fit task {config.task.name!r}: {e}") from None
 
 
 def abstract_state(run: Run):
@@ -90,10 +101,10 @@ def abstract_state(run: Run):
 
 def make_train_iterator(run: Run):
   c = run.config
-  return input_pipeline.train_iterator(
+  return run.task.train_iterator(
       run.shards.source(c.data.train_split), crop_length=run.input_length,
-      global_batch_size=c.batch_size, seed=c.seed, fields=run.task.fields,
-      num_workers=c.data.num_workers)
+      global_batch_size=c.batch_size, seed=c.seed, num_workers=c.data.num_workers,
+      shards=run.shards)
 
 
 def evaluate(run: Run, state, split: str) -> dict:
@@ -112,7 +123,7 @@ def evaluate(run: Run, state, split: str) -> dict:
     pieces.append((outputs, {k: global_batch[k] for k in keep}))
   gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *_fetch(pieces))
   segments = dict(gathered[0], **gathered[1])
-  return run.task.clip_metrics(segments, num_clips=len(source))
+  return run.task.clip_metrics(segments, num_clips=len(source), params=state.params)
 
 
 def _fetch(tree):

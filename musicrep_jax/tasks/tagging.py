@@ -20,11 +20,12 @@ import optax
 
 from musicrep_jax import metrics
 from musicrep_jax.registry import TASKS
+from musicrep_jax.tasks.base import Task
 
 
 @TASKS.register("tagging")
 @dataclasses.dataclass(frozen=True)
-class TaggingTask:
+class TaggingTask(Task):
   """Batch -> loss -> metrics for multi-label tagging.
 
   Batches carry ``tags`` float32 ``[batch, num_tags]`` (multi-hot). Model outputs carry
@@ -32,9 +33,7 @@ class TaggingTask:
   """
 
   fields: tuple = ("tags",)
-  # Scalars ``loss`` returns, averaged between log steps (the trainer adds ``grad_norm``).
   metric_names: tuple = ("loss",)
-  # Evaluation keys whose larger value is better (used to pick the best checkpoint).
   higher_is_better: tuple = ("roc_auc", "pr_auc")
 
   def num_outputs(self, shards) -> int:
@@ -51,7 +50,7 @@ class TaggingTask:
     per_tag = optax.sigmoid_binary_cross_entropy(outputs["logits"], batch["tags"])
     return {"scores": jax.nn.sigmoid(outputs["logits"]), "loss": jnp.mean(per_tag, axis=-1)}
 
-  def clip_metrics(self, segments: dict, num_clips: int) -> dict:
+  def clip_metrics(self, segments: dict, num_clips: int, params=None) -> dict:
     """Segment outputs of a whole split -> clip-averaged ROC-AUC / PR-AUC, mean segment loss.
 
     Args:
@@ -60,7 +59,9 @@ class TaggingTask:
         ``[segments]`` (the clip's position in the split), ``segment_valid`` ``[segments]``
         (False for padding rows).
       num_clips: clips in the split.
+      params: unused.
     """
+    del params
     valid = np.asarray(segments["segment_valid"], bool)
     clip_index = np.asarray(segments["clip_index"])
     clip_labels = np.zeros((num_clips, segments["tags"].shape[-1]), np.float32)

@@ -1,0 +1,24 @@
+"""``musicrep prepare folder``: a folder of audio files plus a CSV manifest."""
+
+HELP = "a folder of audio files plus a CSV manifest"
+DESCRIPTION = ("Manifest columns: path (relative to --audio-dir, required); tags (';'-separated, "
+               "optional); artist, album, track, split (optional). Without a split column, "
+               "splits are assigned by track with a stable hash (80/10/10). Unreadable, empty or "
+               "too-short files are skipped and listed in <out>/prepare_report.json.")
+
+
+def add_arguments(parser) -> None:
+  parser.add_argument("--audio-dir", required=True)
+  parser.add_argument("--manifest", required=True, help="CSV file")
+  parser.add_argument("--sample-rate", type=int, default=22050,
+                      help="resample to this rate in Hz (default 22050, the papers' rate)")
+  parser.add_argument("--min-seconds", type=float, default=1.0,
+                      help="skip files shorter than this (default 1.0)")
+
+
+def prepare(args) -> dict:
+  from data_pipelines import prepare as prepare_lib
+
+  return prepare_lib.prepare_folder(args.out, audio_dir=args.audio_dir, manifest=args.manifest,
+                                    sample_rate=args.sample_rate, min_seconds=args.min_seconds,
+                                    overwrite=args.overwrite)
