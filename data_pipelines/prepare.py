@@ -73,16 +73,37 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
   params = {"audio_dir": os.path.abspath(os.fspath(audio_dir)),
             "manifest": os.path.abspath(os.fspath(manifest)), "sample_rate": sample_rate,
             "min_seconds": min_seconds}
-  cls = folder_builder.MusicrepFolder
   # Read the manifest before touching out_dir, so that input errors leave it alone.
   folder_builder.read_manifest(params["manifest"], params["audio_dir"])
-  out_dir = _prepare_out_dir(out_dir, cls, overwrite)
+  return prepare_manifest(
+      out_dir, folder_builder.MusicrepFolder, kind="folder", params=params,
+      builder_kwargs=dict(audio_dir=audio_dir, manifest=manifest, sample_rate=sample_rate,
+                          min_seconds=min_seconds, workers=workers, progress=progress),
+      overwrite=overwrite)
+
+
+def prepare_manifest(out_dir: str | os.PathLike, builder_cls, *, kind: str, params: dict,
+                     builder_kwargs: dict, overwrite: bool = False) -> dict:
+  """Builds any ``manifest_builder.ManifestBuilder`` subclass into ``out_dir`` with its report.
+
+  Every dataset made of a list of audio files (folder, MagnaTagATune, Speech Commands, ...)
+  goes through here. Check the user's input (folders, annotation files) before calling, so
+  that input errors leave ``out_dir`` alone.
+
+  Args:
+    out_dir: the TFDS data_dir; the dataset lands in ``out_dir/<builder_cls.name>/<version>/``.
+    builder_cls: the builder class.
+    kind: the report's ``builder`` entry ("folder", "mtat", ...).
+    params: what the build was asked for (must hold ``sample_rate``), copied into the report.
+    builder_kwargs: arguments of ``builder_cls`` besides ``data_dir``.
+    overwrite: replace a dataset already built in ``out_dir``.
+  """
+  out_dir = _prepare_out_dir(out_dir, builder_cls, overwrite)
+  sample_rate = params["sample_rate"]
   holder = {}
 
   def make():
-    holder["builder"] = cls(audio_dir=audio_dir, manifest=manifest, sample_rate=sample_rate,
-                            min_seconds=min_seconds, workers=workers, progress=progress,
-                            data_dir=out_dir)
+    holder["builder"] = builder_cls(data_dir=out_dir, **builder_kwargs)
     return holder["builder"]
 
   def on_failure(error: Exception) -> None:
@@ -90,7 +111,7 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
     builder = holder.get("builder")
     if builder is None or not any(c["seen"] for c in builder.counts.values()):
       return
-    partial = _report(builder, "folder", out_dir, params, builder.counts, builder.skipped,
+    partial = _report(builder, kind, out_dir, params, builder.counts, builder.skipped,
                       builder.warnings, 0.0, builder.audio_samples / sample_rate)
     _write_report(dict(partial, error=str(error)), out_dir)
     if "No examples were yielded" in str(error):
@@ -99,7 +120,7 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
                       f"was not written; see {os.path.join(out_dir, REPORT_NAME)}.") from error
 
   builder, seconds = _build(make, out_dir, on_failure)
-  report = _report(builder, "folder", out_dir, params, builder.counts, builder.skipped,
+  report = _report(builder, kind, out_dir, params, builder.counts, builder.skipped,
                    builder.warnings, seconds, builder.audio_samples / sample_rate)
   return _write_report(report, out_dir)
 

@@ -1,0 +1,187 @@
+"""The shared TFDS builder behind every "list of audio files -> int16 shards" dataset.
+
+A dataset module turns its own layout (a CSV manifest, MagnaTagATune's annotation file, Speech
+Commands' word folders, ...) into a :class:`Manifest` of rows (:class:`Row`), then subclasses
+:class:`ManifestBuilder` with its TFDS ``name`` and ``VERSION``. The builder:
+
+* probes every file's header in threads, skipping missing, empty, unreadable or too-short files;
+* decodes the usable ones with ``audio_io.load_audio`` (mono, resampled to ``sample_rate``) in
+  threads and stores int16 records in the ``shard_schema`` format, manifest order per split;
+* counts ``seen`` / ``written`` / ``skipped`` per split (``seen = written + skipped``) and lists
+  every skipped file with its reason in ``builder.skipped`` (``prepare`` writes them into
+  ``prepare_report.json``).
+
+``clip_id`` is the row's ``clip_id`` (its index in the manifest), so skipped rows leave gaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+import tqdm
+
+from data_pipelines import audio_io
+from musicrep_jax import shard_schema
+from musicrep_jax.errors import UserError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One manifest row, resolved: ``clip_id`` is its index, ids are -1 when unknown."""
+
+  clip_id: int
+  path: str  # As written in the manifest.
+  full_path: str
+  tags: tuple[str, ...]
+  artist: int
+  album: int
+  track: int
+  split: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+  rows: tuple[Row, ...]
+  tag_names: tuple[str, ...]
+  id_names: dict  # "artist" | "album" | "track" -> list[str] (index = id); [] when no column.
+  split_rule: str  # How rows got their split, in words ("manifest column", "hash of track").
+  source: str = ""  # What the rows were read from (a file or folder), for messages.
+
+
+def probe(row: Row, min_seconds: float) -> str | None:
+  """Why ``row``'s file must be skipped, from its header alone; None when it looks usable."""
+  try:
+    info = audio_io.probe_audio(row.full_path)
+  except audio_io.AudioDecodeError as error:
+    return error.reason
+  seconds = info.frames / info.samplerate
+  if seconds < min_seconds:
+    return f"too short ({seconds:.2f} s < {min_seconds:g} s)"
+  return None
+
+
+def tracks_in_several_splits(rows) -> list[int]:
+  """Track ids (>= 0) that appear in more than one split."""
+  splits: dict[int, set] = {}
+  for row in rows:
+    if row.track >= 0:
+      splits.setdefault(row.track, set()).add(row.split)
+  return sorted(t for t, s in splits.items() if len(s) > 1)
+
+
+class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Writes a :class:`Manifest`'s audio as shards. Subclasses set ``name`` and ``VERSION``
+  (and ``RELEASE_NOTES``) and call ``super().__init__(manifest=..., ...)``."""
+
+  # TFDS looks for a checksums file next to the builder's code through `code_path`, which needs
+  # the `importlib_resources` backport (not installed on Python >= 3.9); there is nothing to
+  # download, so there are no checksums.
+  code_path = None
+
+  def __init__(self, *, manifest: Manifest, sample_rate: int, min_seconds: float = 1.0,
+               description: str = "", metadata: dict | None = None,
+               workers: int | None = None, progress: bool = True, **kwargs):
+    """``metadata`` is added to the dataset's metadata (``builder`` names the source kind);
+    ``kwargs`` go to TFDS (``data_dir``)."""
+    self._manifest = manifest
+    self._description = description or f"Audio files listed in {manifest.source}."
+    self._extra_metadata = dict(metadata or {})
+    self._tag_index = {tag: i for i, tag in enumerate(self._manifest.tag_names)}
+    self._sample_rate = int(sample_rate)
+    self._min_seconds = float(min_seconds)
+    self._workers = workers or audio_io.default_workers()
+    self._progress = progress
+    self.counts = {s: {"seen": 0, "written": 0, "skipped": 0} for s in SPLITS}
+    self.skipped: list[dict] = []  # {"clip_id", "path", "split", "reason"}, manifest order.
+    self.warnings: list[str] = []
+    self.audio_samples = 0  # Total samples written.
+    overlap = tracks_in_several_splits(self._manifest.rows)
+    if overlap:
+      names = self._manifest.id_names["track"]
+      self.warnings.append(f"{len(overlap)} track(s) appear in several splits of the manifest, "
+                           f"e.g. {', '.join(repr(names[t]) for t in overlap[:3])}.")
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    metadata = tfds.core.MetadataDict(
+        sample_rate=self._sample_rate,
+        tag_names=list(self._manifest.tag_names),
+        tag_groups={},
+        extra_fields=[],
+        min_seconds=self._min_seconds,
+        split_rule=self._manifest.split_rule,
+        artist_names=list(self._manifest.id_names.get("artist", [])),
+        album_names=list(self._manifest.id_names.get("album", [])),
+        track_names=list(self._manifest.id_names.get("track", [])),
+        **self._extra_metadata,
+    )
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self._description,
+        features=tfds.features.FeaturesDict(
+            shard_schema.core_features(len(self._manifest.tag_names))),
+        metadata=metadata,
+        disable_shuffling=True,  # Manifest order within each split.
+    )
+
+  def _split_generators(self, dl_manager):
+    """Probes every file's header, then declares the splits that have a usable file.
+
+    TFDS cannot write an empty split, so a split whose files are all skipped is left out.
+    """
+    del dl_manager  # Nothing to download.
+    rows = self._manifest.rows
+    reasons = audio_io.map_in_threads(lambda row: probe(row, self._min_seconds), rows,
+                                      self._workers, window=64)
+    usable = {s: [] for s in SPLITS}
+    for row, reason in zip(rows, self._bar(reasons, len(rows), "Checking audio files")):
+      self.counts[row.split]["seen"] += 1
+      if reason is None:
+        usable[row.split].append(row)
+      else:
+        self._skip(row, reason)
+    if not any(usable.values()):
+      raise UserError(f"None of the {len(rows)} files in {self._manifest.source} could be used "
+                      f"(first problem: {self.skipped[0]['path']}: {self.skipped[0]['reason']}).")
+    return {s: self._generate_examples(usable[s]) for s in SPLITS if usable[s]}
+
+  def _generate_examples(self, rows: list[Row]) -> Iterator[tuple[int, dict]]:
+    decoded = audio_io.map_in_threads(self._decode, rows, self._workers)
+    for row, audio in zip(rows, self._bar(decoded, len(rows), f"Decoding {rows[0].split}")):
+      if isinstance(audio, str):
+        self._skip(row, audio)
+        continue
+      self.counts[row.split]["written"] += 1
+      self.audio_samples += len(audio)
+      yield row.clip_id, self._record(row, audio)
+
+  def _decode(self, row: Row) -> np.ndarray | str:
+    """Row -> int16 [samples] at the dataset rate, or the reason it cannot be used."""
+    try:
+      audio = audio_io.load_audio(row.full_path, self._sample_rate)
+    except audio_io.AudioDecodeError as error:
+      return error.reason
+    if audio.shape[0] < self._min_seconds * self._sample_rate:
+      return f"too short ({audio.shape[0] / self._sample_rate:.2f} s < {self._min_seconds:g} s)"
+    return shard_schema.float_to_pcm16(audio)
+
+  def _record(self, row: Row, audio: np.ndarray) -> dict:
+    tags = np.zeros(len(self._manifest.tag_names), np.uint8)
+    tags[[self._tag_index[tag] for tag in row.tags]] = 1
+    return {"audio": audio, "tags": tags, "clip_id": row.clip_id, "track": row.track,
+            "album": row.album, "artist": row.artist, "path": row.path}
+
+  def _skip(self, row: Row, reason: str) -> None:
+    self.counts[row.split]["skipped"] += 1
+    self.skipped.append({"clip_id": row.clip_id, "path": row.path, "split": row.split,
+                         "reason": reason})
+
+  def _bar(self, iterable, total: int, desc: str):
+    return tqdm.tqdm(iterable, total=total, desc=desc, unit=" files", disable=not self._progress,
+                     dynamic_ncols=True)
