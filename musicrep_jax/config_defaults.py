@@ -48,7 +48,8 @@ def trainer_config(*, data: dict, model_name: str, model_kwargs: dict, batch_siz
   c.batch_size = batch_size
   c.num_train_steps = num_train_steps
   c.optimizer = optimizer
-  c.mesh = dict(data=-1, fsdp=1)
+  # fsdp > 1 shards parameters and optimizer state (leaves >= fsdp_min_size elements).
+  c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)
   c.compute_dtype = "float32"
   c.log_every = log_every
   c.eval_every = eval_every

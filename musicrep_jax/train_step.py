@@ -52,8 +52,10 @@ def init_variables(model: nn.Module, rng: jax.Array, input_length: int, task=Non
 
 
 def make_create_state(model: nn.Module, tx: optax.GradientTransformation, input_length: int,
-                      mesh: Mesh, task=None) -> Callable[[jax.Array], TrainState]:
-  """A jitted ``rng -> TrainState`` whose output is laid out replicated on ``mesh``."""
+                      mesh: Mesh, task=None,
+                      fsdp_min_size: int = 2 ** 14) -> Callable[[jax.Array], TrainState]:
+  """A jitted ``rng -> TrainState`` laid out on ``mesh`` by ``sharding.state_shardings``
+  (replicated unless the mesh has an ``fsdp`` axis > 1). The layout is ``.state_sharding``."""
 
   def create(rng):
     variables = init_variables(model, rng, input_length, task)
@@ -61,12 +63,19 @@ def make_create_state(model: nn.Module, tx: optax.GradientTransformation, input_
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
 
-  return jax.jit(create, out_shardings=sharding_lib.replicated(mesh))
+  shapes = jax.eval_shape(create, jax.random.key(0))
+  state_sharding = sharding_lib.state_shardings(shapes, mesh, fsdp_min_size)
+  create_jit = jax.jit(create, out_shardings=state_sharding)
+  create_jit.state_sharding = state_sharding
+  return create_jit
 
 
 def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation, mesh: Mesh,
-                    seed: int):
+                    seed: int, state_sharding=None):
   """Returns ``step(state, acc, batch) -> (state, acc)``, jitted with donation.
+
+  ``state_sharding`` is the state's layout (``make_create_state(...).state_sharding``); None
+  means replicated.
 
   Dropout keys are ``fold_in(key(seed), step)``: identical on any number of devices or hosts
   (JAX's threefry is partitionable), so a run on 8 devices matches one on 1.
@@ -99,11 +108,13 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation, me
     return new_state, new_acc
 
   replicated = sharding_lib.replicated(mesh)
-  return jax.jit(step, in_shardings=(replicated, replicated, sharding_lib.batch_sharding(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=(0, 1))
+  state_sharding = replicated if state_sharding is None else state_sharding
+  return jax.jit(step,
+                 in_shardings=(state_sharding, replicated, sharding_lib.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, replicated), donate_argnums=(0, 1))
 
 
-def make_eval_step(model: nn.Module, task, mesh: Mesh):
+def make_eval_step(model: nn.Module, task, mesh: Mesh, state_sharding=None):
   """Returns ``eval_step(state, batch) -> task.eval_outputs`` (per segment, batch-sharded)."""
 
   def eval_step(state: TrainState, batch: dict):
@@ -112,5 +123,5 @@ def make_eval_step(model: nn.Module, task, mesh: Mesh):
     return task.eval_outputs(outputs, batch)
 
   batch = sharding_lib.batch_sharding(mesh)
-  return jax.jit(eval_step, in_shardings=(sharding_lib.replicated(mesh), batch),
-                 out_shardings=batch)
+  state_sharding = sharding_lib.replicated(mesh) if state_sharding is None else state_sharding
+  return jax.jit(eval_step, in_shardings=(state_sharding, batch), out_shardings=batch)

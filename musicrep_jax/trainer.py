@@ -76,11 +76,13 @@ def build_run(config: ml_collections.ConfigDict, shards) -> Run:
     raise UserError(f"config.model.kwargs do not fit model {config.model.name!r}: {e}") from None
   input_length = model.input_length
   tx = optimizers.make_optimizer(config.optimizer, config.num_train_steps)
+  create_state = steps.make_create_state(model, tx, input_length, mesh, task,
+                                         config.mesh.get("fsdp_min_size", 2 ** 14))
+  layout = create_state.state_sharding
   return Run(config=config, shards=shards, mesh=mesh, model=model, task=task, tx=tx,
-             input_length=input_length,
-             create_state=steps.make_create_state(model, tx, input_length, mesh, task),
-             train_step=steps.make_train_step(model, task, tx, mesh, config.seed),
-             eval_step=steps.make_eval_step(model, task, mesh))
+             input_length=input_length, create_state=create_state,
+             train_step=steps.make_train_step(model, task, tx, mesh, config.seed, layout),
+             eval_step=steps.make_eval_step(model, task, mesh, layout))
 
 
 def make_task(config: ml_collections.ConfigDict):
@@ -95,8 +97,12 @@ def make_task(config: ml_collections.ConfigDict):
 
 
 def abstract_state(run: Run):
+  """The state's shapes with this run's shardings: Orbax restores any checkpoint into them,
+  whatever mesh wrote it."""
   shapes = jax.eval_shape(run.create_state, jax.random.key(run.config.seed))
-  return checkpointing.abstract_like(shapes, sharding_lib.replicated(run.mesh))
+  return jax.tree.map(lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                               sharding=sharding),
+                      shapes, run.create_state.state_sharding)
 
 
 def make_train_iterator(run: Run):

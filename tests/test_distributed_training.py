@@ -4,6 +4,7 @@ saves and exits. All runs share tests/tiny_config.py (20 steps, checkpoint every
 """
 
 import json
+import shutil
 import pathlib
 import signal
 import socket
@@ -84,21 +85,20 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_together_and_match_one(reference_run, tiny_data_dir, tmp_path):
-  port = _free_port()
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "musicrep_jax.cli", *_train_args(tmp_path, tiny_data_dir),
-       "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(2)]
-  outputs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outputs):
-    assert p.returncode == 0, f"process exited {p.returncode}\n{out[-3000:]}\n{err[-3000:]}"
+def test_local_launch_script_runs_two_processes_that_match_one(reference_run, tiny_data_dir,
+                                                                tmp_path):
+  """``launch/local_multiprocess.sh 2 ...``: two processes, gloo over 127.0.0.1, one model."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1", MUSICREP_PORT=str(_free_port()),
+             PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+  proc = subprocess.run(["bash", str(REPO / "launch" / "local_multiprocess.sh"), "2",
+                         *_train_args(tmp_path, tiny_data_dir)[1:]],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
   # Each process read half of every global batch; together they trained one model.
   _assert_trees_close(_final_params(tmp_path)["params"], _final_params(reference_run)["params"])
-  summary = json.loads(outputs[0][0].strip().splitlines()[-1])
-  assert summary["step"] == STEPS
+  summaries = [json.loads(line.split("] ", 1)[1]) for line in proc.stdout.splitlines()
+               if line.startswith("[process ") and line.split("] ", 1)[1].startswith("{")]
+  assert len(summaries) == 2 and all(s["step"] == STEPS for s in summaries)
 
 
 def _wait_for(predicate, proc, timeout=300):
@@ -145,3 +145,67 @@ def test_sigterm_saves_a_checkpoint_and_exits(tiny_data_dir, tmp_path):
   assert "Rerun the same command to resume" in out
   stopped = json.loads(out.strip().splitlines()[-1])
   assert (tmp_path / "checkpoints" / str(stopped["step"]) / "commit_success.txt").exists()
+
+
+FSDP_ARGS = ("--config.mesh.fsdp=4", "--config.mesh.fsdp_min_size=64")
+EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(tiny_data_dir, tmp_path_factory):
+  """The tiny run on 8 devices, mesh data=2 x fsdp=4: parameters and Adam/SGD state sharded."""
+  workdir = tmp_path_factory.mktemp("fsdp")
+  run_cli(_train_args(workdir, tiny_data_dir, *FSDP_ARGS), env_extra=EIGHT_DEVICES)
+  return workdir
+
+
+def test_fsdp_shards_parameters_and_optimizer_state(tiny_data_dir):
+  """In a fresh 8-device process: big leaves are split 4 ways over ``fsdp``, small ones whole."""
+  script = f"""
+import json, jax
+from musicrep_jax import config_loading, trainer
+from musicrep_jax.data import resolve_shards
+c = config_loading.load_config({TINY_CONFIG!r}, {list(FSDP_ARGS)!r})
+run = trainer.build_run(c, resolve_shards(c, {str(tiny_data_dir)!r}))
+state = run.create_state(jax.random.key(0))
+out = []
+for path, leaf in jax.tree.leaves_with_path(state):
+  out.append([jax.tree_util.keystr(path), list(leaf.shape), str(leaf.sharding.spec),
+              list(leaf.addressable_shards[0].data.shape)])
+print(json.dumps(out))
+"""
+  proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                        env=dict(os.environ, **EIGHT_DEVICES), timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  leaves = json.loads(proc.stdout.strip().splitlines()[-1])
+  sharded = [l for l in leaves if "fsdp" in l[2]]
+  assert any(".params" in l[0] for l in sharded) and any(".opt_state" in l[0] for l in sharded)
+  for name, shape, spec, shard_shape in leaves:
+    size = int(np.prod(shape)) if shape else 1
+    if "fsdp" in spec:
+      assert size >= 64 and int(np.prod(shard_shape)) * 4 == size, name
+    elif size >= 64:
+      assert all(d % 4 for d in shape), f"{name} {shape} should have been sharded"
+    else:
+      assert shard_shape == shape, name
+
+
+def test_fsdp_run_matches_the_replicated_run(fsdp_run, reference_run):
+  _assert_trees_close(_final_params(fsdp_run)["params"], _final_params(reference_run)["params"])
+
+
+@pytest.mark.parametrize("devices,fsdp", [(2, 2), (1, 1)])
+def test_fsdp_checkpoint_restores_on_fewer_devices_and_goes_on(
+    fsdp_run, reference_run, tiny_data_dir, tmp_path, devices, fsdp):
+  """Step 10 of the 8-device fsdp=4 run, resumed on ``devices`` devices: steps 11-20 land on
+  the uninterrupted run's parameters."""
+  workdir = tmp_path / "wd"
+  shutil.copytree(fsdp_run, workdir)
+  for step in (15, 20):
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+  shutil.rmtree(workdir / "best")
+  resumed = run_cli(_train_args(workdir, tiny_data_dir, f"--config.mesh.fsdp={fsdp}",
+                                "--config.mesh.fsdp_min_size=64"),
+                    env_extra={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
+  assert "Resumed from" in resumed.stdout and "(step 10)" in resumed.stdout
+  _assert_trees_close(_final_params(workdir)["params"], _final_params(reference_run)["params"])
