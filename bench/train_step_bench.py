@@ -23,18 +23,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import pathlib
-import platform
 import re
 import shlex
 import statistics
 import sys
 import time
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "benchmarks.md"
+from bench.report import (DOC, REPO, machine, pin_threads, replace_section, summarize,
+                          time_repeats)
 COLUMNS = ("config", "batch", "threads", "compile s", "JAX steps/s", "JAX samples/s",
            "torch steps/s", "JAX/torch", "GFLOP/step (XLA)", "achieved GFLOP/s",
            "SGEMM GFLOP/s", "% of SGEMM", "compilations")
@@ -68,29 +66,10 @@ def parse_channels(text: Optional[str]) -> Optional[tuple[int, ...]]:
   return tuple(int(c) for c in text.split(",")) if text else None
 
 
-def pin_threads(threads: Optional[int]) -> int:
-  """Restricts the process to ``threads`` CPUs (before JAX starts); returns the CPUs allowed."""
-  allowed = sorted(os.sched_getaffinity(0))
-  if threads:
-    if threads > len(allowed):
-      raise SystemExit(f"--threads {threads} > the {len(allowed)} CPUs this process may use")
-    os.sched_setaffinity(0, allowed[:threads])
-  return len(os.sched_getaffinity(0))
 
 
-def summarize(rates: Sequence[float]) -> dict:
-  """Median, min and max of per-repeat rates."""
-  return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
-def time_repeats(run_steps: Callable[[int], None], steps: int, repeats: int) -> list[float]:
-  """Steps/s of ``repeats`` calls of ``run_steps(steps)`` (which must block until done)."""
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run_steps(steps)
-    rates.append(steps / (time.perf_counter() - start))
-  return rates
 
 
 def analytic_train_flops(batch: int, m: int, n: int, first_filter: Optional[int],
@@ -158,7 +137,6 @@ class CompileCounter:
 def bench_jax(args, channels) -> dict:
   """Compile time, timed steps, compilations and XLA FLOPs of the real jitted train step."""
   import jax
-  import jax.numpy as jnp
   import ml_collections
   import numpy as np
 
@@ -241,30 +219,6 @@ def bench_torch(args, channels, threads: int) -> dict:
           "params": torch_sample_cnn.num_params(model)}
 
 
-def machine() -> dict:
-  """CPU model, cores and versions."""
-  import jax
-  import jaxlib
-  cpu = "unknown"
-  try:
-    text = pathlib.Path("/proc/cpuinfo").read_text()
-    found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    cpu = found.group(1).strip() if found else cpu
-    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-    flags = set(flags.group(1).split()) if flags else set()
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
-           if f in flags]
-    cpu += f" ({', '.join(isa) or 'no AVX2'})"
-  except OSError:
-    pass
-  info = {"cpu": cpu, "cpus_online": os.cpu_count(), "python": platform.python_version(),
-          "jax": jax.__version__, "jaxlib": jaxlib.__version__}
-  try:
-    import torch
-    info["torch"] = torch.__version__
-  except ImportError:
-    info["torch"] = None
-  return info
 
 
 def config_key(args, channels) -> str:
@@ -293,7 +247,6 @@ def table_header() -> str:
 def doc_section(r: dict) -> str:
   m = r["machine"]
   return "\n".join([
-      f"<!-- bench:{r['key']}:begin -->",
       f"### {r['config']}, batch {r['batch']}",
       "",
       f"- Date: {r['date']}",
@@ -311,22 +264,12 @@ def doc_section(r: dict) -> str:
       "",
       table_header(),
       markdown_row(r),
-      f"<!-- bench:{r['key']}:end -->",
   ])
 
 
 def update_doc(doc: pathlib.Path, r: dict) -> None:
   """Replaces this configuration's section of ``doc`` (or appends it) with ``r``."""
-  text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-  section = doc_section(r)
-  pattern = re.compile(
-      rf"<!-- bench:{re.escape(r['key'])}:begin -->.*?<!-- bench:{re.escape(r['key'])}:end -->",
-      re.S)
-  if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-  else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-  doc.write_text(text)
+  replace_section(doc, r["key"], doc_section(r))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
