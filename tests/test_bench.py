@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from musicrep_jax.models.sample_cnn import SampleCNN
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_CONFIG, run_cli
 
 BENCH = [sys.executable, "-m", "bench.train_step_bench"]
 
@@ -92,3 +92,16 @@ def test_bench_tiny_jax_run_prints_json_with_one_compilation():
   assert result["jax"]["compilations"] == 1
   assert result["jax"]["xla_flops_per_step"] > 0
   assert result["torch"] is None
+
+
+def test_musicrep_bench_lists_and_runs_benchmarks(tiny_data_dir):
+  """``musicrep bench`` finds every bench/*_bench.py and passes its arguments through."""
+  from musicrep_jax.commands import bench as bench_command
+
+  names = bench_command.benchmarks()
+  assert {"train-step", "input-pipeline"} <= set(names)
+  proc = run_cli(["bench", "input-pipeline", "--batches", "3", "--warmup", "1", "--steps", "1",
+                  "--repeats", "1", "--workers", "0", "--config", TINY_CONFIG,
+                  "--data-dir", str(tiny_data_dir)])
+  summary = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert summary["headroom"] > 0 and summary["batch"] == 16
