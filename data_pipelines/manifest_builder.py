@@ -9,7 +9,14 @@ Commands' word folders, ...) into a :class:`Manifest` of rows (:class:`Row`), th
   threads and stores int16 records in the ``shard_schema`` format, manifest order per split;
 * counts ``seen`` / ``written`` / ``skipped`` per split (``seen = written + skipped``) and lists
   every skipped file with its reason in ``builder.skipped`` (``prepare`` writes them into
-  ``prepare_report.json``).
+  ``prepare_report.json``);
+* optionally checks, right after probing (before any decoding), that each split has the number
+  of usable files a paper's split has (``expected_counts``): a mismatch is a ``UserError``, or a
+  warning with ``strict_counts=False``;
+* optionally caches each decoded file (``decode_cache=True``) as ``.npy`` under
+  ``<data_dir>/<name>[/<config>]/.decode_cache-<version>/``, so a build that was killed and is
+  started again decodes only the files it had not finished; the cache is deleted when the
+  build completes. It costs as much disk as the shards while the build runs.
 
 ``clip_id`` is the row's ``clip_id`` (its index in the manifest), so skipped rows leave gaps.
 """
@@ -17,7 +24,11 @@ Commands' word folders, ...) into a :class:`Manifest` of rows (:class:`Row`), th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import shutil
+import threading
+import uuid
 from typing import Iterator
 
 import numpy as np
@@ -43,6 +54,9 @@ class Row:
   album: int
   track: int
   split: str
+  # Set when the dataset's layout already knows the file is unusable (e.g. MagnaTagATune's three
+  # broken mp3s): the row is reported as skipped with this reason without being opened.
+  skip_reason: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +70,8 @@ class Manifest:
 
 def probe(row: Row, min_seconds: float) -> str | None:
   """Why ``row``'s file must be skipped, from its header alone; None when it looks usable."""
+  if row.skip_reason:
+    return row.skip_reason
   try:
     info = audio_io.probe_audio(row.full_path)
   except audio_io.AudioDecodeError as error:
@@ -75,6 +91,14 @@ def tracks_in_several_splits(rows) -> list[int]:
   return sorted(t for t, s in splits.items() if len(s) > 1)
 
 
+def count_mismatches(actual: dict, expected: dict) -> list[str]:
+  """``"train: 15,240 usable files, the paper's split has 15,244"`` for every split whose
+  ``expected`` count (None = unchecked) differs from ``actual``."""
+  return [f"{split}: {actual.get(split, 0):,} usable files, the paper's split has {want:,}"
+          for split, want in expected.items()
+          if want is not None and actual.get(split, 0) != want]
+
+
 class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Writes a :class:`Manifest`'s audio as shards. Subclasses set ``name`` and ``VERSION``
   (and ``RELEASE_NOTES``) and call ``super().__init__(manifest=..., ...)``."""
@@ -86,10 +110,19 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def __init__(self, *, manifest: Manifest, sample_rate: int, min_seconds: float = 1.0,
                description: str = "", metadata: dict | None = None,
-               workers: int | None = None, progress: bool = True, **kwargs):
+               workers: int | None = None, progress: bool = True,
+               expected_counts: dict | None = None, strict_counts: bool = True,
+               decode_cache: bool = False, **kwargs):
     """``metadata`` is added to the dataset's metadata (``builder`` names the source kind);
-    ``kwargs`` go to TFDS (``data_dir``)."""
+    ``expected_counts`` (split -> int or None) are checked after probing, fatally when
+    ``strict_counts``; ``decode_cache`` makes the build resumable (module docstring);
+    ``kwargs`` go to TFDS (``data_dir``, ``config``)."""
     self._manifest = manifest
+    self._expected_counts = dict(expected_counts or {})
+    self._strict_counts = bool(strict_counts)
+    self._decode_cache = bool(decode_cache)
+    self._cache_lock = threading.Lock()
+    self.cached_files = 0  # Files taken from the decode cache of an earlier, unfinished run.
     self._description = description or f"Audio files listed in {manifest.source}."
     self._extra_metadata = dict(metadata or {})
     self._tag_index = {tag: i for i, tag in enumerate(self._manifest.tag_names)}
@@ -149,7 +182,20 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if not any(usable.values()):
       raise UserError(f"None of the {len(rows)} files in {self._manifest.source} could be used "
                       f"(first problem: {self.skipped[0]['path']}: {self.skipped[0]['reason']}).")
+    self._check_counts({s: len(r) for s, r in usable.items()})
     return {s: self._generate_examples(usable[s]) for s in SPLITS if usable[s]}
+
+  def _check_counts(self, usable: dict) -> None:
+    """Compares the usable files per split with ``expected_counts`` (before any decoding)."""
+    problems = count_mismatches(usable, self._expected_counts)
+    if not problems:
+      return
+    message = (f"The split sizes differ from the paper's ({'; '.join(problems)}); the skipped "
+               "files and their reasons are in prepare_report.json.")
+    if self._strict_counts:
+      raise UserError(message + " Complete the copy, or pass --allow-count-mismatch to build "
+                      "anyway.")
+    self.warnings.append(message)
 
   def _generate_examples(self, rows: list[Row]) -> Iterator[tuple[int, dict]]:
     decoded = audio_io.map_in_threads(self._decode, rows, self._workers)
@@ -162,14 +208,60 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       yield row.clip_id, self._record(row, audio)
 
   def _decode(self, row: Row) -> np.ndarray | str:
-    """Row -> int16 [samples] at the dataset rate, or the reason it cannot be used."""
+    """Row -> int16 [samples] at the dataset rate, or the reason it cannot be used.
+
+    With the decode cache, a file decoded by an earlier unfinished run is read back from its
+    ``.npy`` instead, and a newly decoded one is saved (atomically: write, then rename).
+    """
+    cache_path = self._cache_path(row) if self._decode_cache else None
+    if cache_path and os.path.exists(cache_path):
+      try:
+        audio = np.load(cache_path)
+        with self._cache_lock:
+          self.cached_files += 1
+        return audio
+      except (OSError, ValueError):  # Unreadable cache entry: decode again.
+        pass
     try:
       audio = audio_io.load_audio(row.full_path, self._sample_rate)
     except audio_io.AudioDecodeError as error:
       return error.reason
     if audio.shape[0] < self._min_seconds * self._sample_rate:
       return f"too short ({audio.shape[0] / self._sample_rate:.2f} s < {self._min_seconds:g} s)"
-    return shard_schema.float_to_pcm16(audio)
+    pcm = shard_schema.float_to_pcm16(audio)
+    if cache_path:
+      partial = f"{cache_path}.{uuid.uuid4().hex}.partial.npy"
+      np.save(partial, pcm)
+      os.replace(partial, cache_path)
+    return pcm
+
+  @property
+  def decode_cache_dir(self) -> str:
+    """``<data_dir>/<name>[/<config>]/.decode_cache-<version>`` (hidden from shard discovery)."""
+    return os.path.join(os.path.dirname(os.fspath(self.data_path)),
+                        f".decode_cache-{self.version}")
+
+  def _cache_path(self, row: Row) -> str | None:
+    """The cache file of ``row``: keyed by its path, size, mtime and the sample rate, so a
+    changed file or rate never reads a stale entry (None when the file is gone)."""
+    try:
+      stat = os.stat(row.full_path)
+    except OSError:
+      return None
+    key = f"{row.full_path}|{stat.st_size}|{stat.st_mtime_ns}|{self._sample_rate}"
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(self.decode_cache_dir, f"{row.clip_id}-{digest}.npy")
+
+  def download_and_prepare(self, *args, **kwargs):
+    """TFDS's build, with the decode cache created first and deleted after success."""
+    if self._decode_cache:
+      os.makedirs(self.decode_cache_dir, exist_ok=True)
+    super().download_and_prepare(*args, **kwargs)
+    if self._decode_cache:
+      if self.cached_files:
+        self.warnings.append(f"Resumed an unfinished build: {self.cached_files} file(s) came "
+                             "from its decode cache.")
+      shutil.rmtree(self.decode_cache_dir, ignore_errors=True)
 
   def _record(self, row: Row, audio: np.ndarray) -> dict:
     tags = np.zeros(len(self._manifest.tag_names), np.uint8)

@@ -98,7 +98,7 @@ def prepare_manifest(out_dir: str | os.PathLike, builder_cls, *, kind: str, para
     builder_kwargs: arguments of ``builder_cls`` besides ``data_dir``.
     overwrite: replace a dataset already built in ``out_dir``.
   """
-  out_dir = _prepare_out_dir(out_dir, builder_cls, overwrite)
+  out_dir = _prepare_out_dir(out_dir, builder_cls, overwrite, builder_kwargs.get("config"))
   sample_rate = params["sample_rate"]
   holder = {}
 
@@ -125,8 +125,9 @@ def prepare_manifest(out_dir: str | os.PathLike, builder_cls, *, kind: str, para
   return _write_report(report, out_dir)
 
 
-def _prepare_out_dir(out_dir, builder_cls, overwrite: bool) -> str:
-  """Creates ``out_dir``; deletes (``overwrite``) or refuses an existing build of this dataset.
+def _prepare_out_dir(out_dir, builder_cls, overwrite: bool, config: str | None = None) -> str:
+  """Creates ``out_dir``; deletes (``overwrite``) or refuses an existing build of this dataset
+  (of its BuilderConfig named ``config``, when it has configs).
 
   A build whose ``prepare_report.json`` is missing (the previous run stopped before the end) is
   deleted without asking. The old build is removed before the builder is constructed: TFDS would
@@ -135,7 +136,8 @@ def _prepare_out_dir(out_dir, builder_cls, overwrite: bool) -> str:
   out_dir = os.path.abspath(os.fspath(out_dir))
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise UserError(f"The output path {out_dir} exists and is not a folder.")
-  dataset_dir = os.path.join(out_dir, builder_cls.name, str(builder_cls.VERSION))
+  dataset_dir = os.path.join(out_dir, builder_cls.name, *([config] if config else []),
+                             str(builder_cls.VERSION))
   if os.path.exists(dataset_dir):
     if not overwrite and _reported_dataset_dir(out_dir) == dataset_dir:
       raise UserError(f"{dataset_dir} already holds a prepared dataset; delete it or choose "
