@@ -1,3 +1,4 @@
 """Tasks (batch -> loss -> metrics). Importing this package registers them in ``TASKS``."""
 
 from musicrep_jax.tasks import tagging  # noqa: F401  (registers "tagging")
+from musicrep_jax.tasks import classification  # noqa: F401  (registers "classification")

@@ -1,0 +1,58 @@
+"""Paper 6 (NIPS 2017 ML4Audio workshop), keyword spotting on Speech Commands; papers.md 7.
+
+``get_config("basic" | "improved")``, optionally ``",runlocal"`` (or ``"runlocal"`` alone, the
+basic model): the 8-block sample-level models on 1-s segments (22,050 samples at 22,050 Hz,
+'same' first conv; papers.md 7.2). ``basic`` is SampleCNN (basic blocks, no multi-level);
+``improved`` is ReSE-2-Multi (ReSE-2 blocks, multi-level aggregation of the last 3 blocks,
+SE alpha 16 as in paper 5). Single-label softmax classification over the 35 words of v0.02 (the
+journal code's protocol; prepare with ``musicrep prepare speech_commands --manual-dir DIR --out
+OUT``, ``--classes 12`` for the 12-class protocol), one 1-s segment per clip for evaluation,
+clip accuracy. Training as paper 5: SGD Nesterov 0.01, Keras decay 1e-6, batch 23, 5 stages
+x 0.2 (the code early-stops each stage with patience 2; here stage boundaries are in steps).
+The best checkpoint is chosen by validation loss (papers.md 1.4); set
+``checkpoint.best_metric=accuracy`` and ``checkpoint.best_mode=max`` to select by accuracy.
+
+``:runlocal`` trains the same code path on the embedded corpus. The corpus has no speech, so the
+single label is the clip's **genre** (8 classes, exactly one per clip; ``task.kwargs.label_field
+= "genre"``), with 1-s segments at the corpus's 16 kHz (16,000 samples, 7 blocks) and narrow
+channels. It shows the pipeline learns, not keyword-spotting accuracy.
+"""
+
+from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.models.sample_level_fixed_input import PAPER6_MODELS, paper6_model_kwargs
+
+EPOCH = 3689  # v0.02 train split: 84,843 clips / batch 23.
+RUNLOCAL_MODEL = dict(input_samples=16000, n=7, channels=(16, 16, 16, 32, 32, 32, 32, 64),
+                      amplifying_ratio=2.0)
+
+
+def parse_arg(arg, config_file: str) -> tuple[str, bool]:
+  """``"improved,runlocal"`` -> ``("improved", True)``; the model defaults to ``basic``."""
+  tokens = [t for t in (arg or "").split(",") if t]
+  unknown = [t for t in tokens if t not in PAPER6_MODELS and t != "runlocal"]
+  models = [t for t in tokens if t in PAPER6_MODELS]
+  if unknown or len(models) > 1:
+    raise ValueError(f"{config_file} takes basic or improved, optionally with runlocal "
+                     f"(e.g. 'improved,runlocal'); got {arg!r}")
+  return (models or ["basic"])[0], "runlocal" in tokens
+
+
+def paper6_config(data: dict, epoch: int, variant: str, runlocal: bool):
+  """Paper 6's run on ``data`` (one of ``data_config``) with ``epoch`` steps per epoch; shared
+  with configs/samplecnn_dcase2017.py."""
+  c = trainer_config(
+      data=data, model_name="sample_level_fixed_input", model_kwargs=paper6_model_kwargs(variant),
+      task="classification", batch_size=23, num_train_steps=epoch * 60,
+      optimizer=sgd_nesterov(0.01, "staged", (epoch * 20, epoch * 35, epoch * 45, epoch * 53)),
+      eval_every=epoch)
+  c.task.kwargs = dict(label_field="tags", num_classes=0, top_k=(5,))
+  if runlocal:
+    make_runlocal(c, model_kwargs=dict(RUNLOCAL_MODEL), num_train_steps=400)
+    c.task.kwargs.label_field = "genre"
+  return c
+
+
+def get_config(arg=None):
+  variant, runlocal = parse_arg(arg, "configs/samplecnn_speech_commands.py")
+  return paper6_config(data_config("speech_commands", 22050, segments_per_clip=1), EPOCH,
+                       variant, runlocal)
