@@ -1,13 +1,15 @@
 """Mel CNNs (papers 4 and 2): layer lists and parameter counts from shapes, tiny forward passes."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from musicrep_jax.frontends import mel as M
-from musicrep_jax.models.mel_cnn import (MelDCNN, MelFrameCNN, dcnn_param_count,
-                                         frame_cnn_num_convs)
+from musicrep_jax.models.mel_cnn import (Conv2DBNAct, MelCNN2D, MelDCNN, MelFrameCNN,
+                                         cnn2d_param_count, dcnn_param_count,
+                                         frame_cnn_num_convs, max_pool_2d)
 from musicrep_jax.models.sample_cnn import ConvBNReLU
 from musicrep_jax.registry import MODELS
 
@@ -37,6 +39,7 @@ def _count(tree):
 def test_registered_names():
   assert MODELS.get("mel_dcnn") is MelDCNN
   assert MODELS.get("mel_frame_cnn") is MelFrameCNN
+  assert MODELS.get("mel_cnn2d") is MelCNN2D
 
 
 def test_input_lengths_in_samples():
@@ -130,3 +133,47 @@ def test_wrong_input_length_is_a_clear_error():
   model = MelFrameCNN(num_frames=18, n_mels=8, channels=(4, 4, 4))
   with pytest.raises(ValueError, match=r"expects audio \[batch, 9728, 1\]"):
     model.init({"params": jax.random.key(0)}, jnp.zeros((1, 9000, 1)), train=False)
+
+
+def test_choi_fcn4_layer_list_and_parameter_count():
+  """The 2-D CNN baseline at Choi et al.'s FCN-4 size: 96 x 1366 input, 3x3 convs of 128, 384,
+  768, 2048 channels whose pools bring the map to exactly 1 x 1."""
+  model = MelCNN2D(num_outputs=50)
+  assert model.input_length == 349_440  # 1365 hops of 256 at 12 kHz, center=True.
+  variables = _variables(model)
+  params = variables["params"]
+  kernels = [params[f"Conv2DBNAct_{i}"]["Conv_0"]["kernel"].shape for i in range(4)]
+  assert kernels == [(3, 3, 1, 128), (3, 3, 128, 384), (3, 3, 384, 768), (3, 3, 768, 2048)]
+  assert params["Dense_0"]["kernel"].shape == (2048, 50)
+  # [derived]: convs 1,280 + 442,752 + 2,654,976 + 14,157,824; BN 2 x 3,328 + input BN 2;
+  # dense 102,450.
+  assert _count(params) == 17_365_940 == cnn2d_param_count(50)
+  audio = jax.ShapeDtypeStruct((2, model.input_length, 1), jnp.float32)
+  _, state = jax.eval_shape(lambda v, a: model.apply(
+      v, a, capture_intermediates=lambda mdl, _: isinstance(mdl, Conv2DBNAct),
+      mutable=["intermediates"]), variables, audio)
+  maps = [v["__call__"][0].shape[1:3] for _, v in sorted(state["intermediates"].items())]
+  assert maps == [(1366, 96), (341, 48), (68, 12), (8, 4)]  # Before each pool; then 1 x 1.
+
+
+def test_max_pool_2d_matches_flax_max_pool():
+  x = jax.random.normal(jax.random.key(5), (2, 13, 10, 3))
+  np.testing.assert_array_equal(np.asarray(max_pool_2d(x, 4, 2)),
+                                np.asarray(nn.max_pool(x, (4, 2), strides=(4, 2))))
+
+
+def test_cnn2d_forward_at_tiny_width():
+  model = MelCNN2D(num_outputs=4, num_frames=32, n_mels=16, sample_rate=16000,
+                   channels=(4, 6), pools_mel_time=((4, 4), (4, 8)))
+  audio = 0.1 * jax.random.normal(jax.random.key(6), (3, model.input_length, 1))
+  variables, out, train_out, new_state = _init_and_apply(model, audio)
+  assert out["logits"].shape == (3, 4) and out["embedding"].shape == (3, 6)
+  assert np.all(np.isfinite(np.asarray(out["logits"])))
+  assert train_out["logits"].shape == (3, 4)
+  assert jax.tree.structure(new_state["batch_stats"]) == \
+      jax.tree.structure(variables["batch_stats"])
+  short = MelCNN2D(num_frames=16, n_mels=16, sample_rate=16000, channels=(4,),
+                   pools_mel_time=((4, 32),))
+  with pytest.raises(ValueError, match="too small for the pools"):
+    jax.eval_shape(lambda: short.init({"params": jax.random.key(0)},
+                                      jnp.zeros((1, short.input_length, 1))))

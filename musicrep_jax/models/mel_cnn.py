@@ -8,8 +8,12 @@ float32 on the device, and convolve over time with the 128 mel bins as channels 
 * ``"mel_dcnn"`` (``MelDCNN``): paper 4's 5-layer DCNN (papers.md 5.2, exact layer list).
 * ``"mel_frame_cnn"`` (``MelFrameCNN``): paper 2's frame-level local CNNs at 18 / 27 / 54 frames
   (papers.md 3.1; the unknowns of 3.2 are chosen and documented on the class).
+* ``"mel_cnn2d"`` (``MelCNN2D``): the 2-D CNN baseline papers 1 and 2 compare with (Choi et al.'s
+  FCN, "2D CNN (Choi et al.)", MTAT 0.894, papers.md 2.6 and 3.3): 3x3 convolutions over
+  time x mel with the mel bins as an image axis, not as channels. Its own front end (12 kHz,
+  96 bands, dB) is set in its config.
 
-Framing choice (both models): ``center=False`` by default, so a crop of
+Framing choice (all three models): ``center=False`` by default, so a crop of
 ``(frames - 1) * 512 + 1024`` samples gives exactly the frames the papers' whole-song
 (``center=True``) spectrogram has at the same position: every frame sees real audio, no padding.
 129 frames need 66,560 samples. ``center=True`` (reflect padding as librosa < 0.10) is a field;
@@ -31,7 +35,11 @@ from musicrep_jax.registry import MODELS
 
 
 class _MelInput(nn.Module):
-  """Shared front-end fields of the mel models (papers.md 1.3). Not registered."""
+  """Shared front-end fields of the mel models (papers.md 1.3). Not registered.
+
+  ``power`` 1 (magnitude) and ``log`` ``"log10_1p"`` are the group's front end; ``MelCNN2D``
+  uses Choi et al.'s power mel in dB (``power=2, log="db"``, mel mean/std ``None``).
+  """
 
   num_frames: int = 129
   sample_rate: int = 22050
@@ -40,6 +48,8 @@ class _MelInput(nn.Module):
   n_mels: int = 128
   center: bool = False
   pad_mode: str = "reflect"
+  power: float = 1.0
+  log: str = "log10_1p"
   log_scale: float = 10.0
   mel_mean: Optional[float] = PAPER_MEL_MEAN
   mel_std: Optional[float] = PAPER_MEL_STD
@@ -59,8 +69,8 @@ class _MelInput(nn.Module):
     mel = jax.lax.stop_gradient(mel_spectrogram(
         audio.astype(jnp.float32), sample_rate=self.sample_rate, n_fft=self.n_fft,
         hop_length=self.hop_length, center=self.center, pad_mode=self.pad_mode,
-        n_mels=self.n_mels, log="log10_1p", log_scale=self.log_scale, mean=self.mel_mean,
-        std=self.mel_std, fft=self.fft))
+        power=self.power, n_mels=self.n_mels, log=self.log, log_scale=self.log_scale,
+        mean=self.mel_mean, std=self.mel_std, fft=self.fft))
     assert mel.shape[1] == self.num_frames, (mel.shape, self.num_frames)
     return mel
 
@@ -193,3 +203,114 @@ class MelFrameCNN(_MelInput):
                       dtype=self.dtype)(x)
     return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32),
             "multi_level": jnp.concatenate(levels, axis=-1).astype(jnp.float32)}
+
+
+def max_pool_2d(x: jnp.ndarray, time: int, mel: int) -> jnp.ndarray:
+  """Non-overlapping 2-D max-pool, 'valid' (floor): ``[batch, T, M, channels] ->
+  [batch, T // time, M // mel, channels]``; reshape + max as ``max_pool_time`` (same values as
+  ``nn.max_pool``, a mask gradient)."""
+  batch, t, m, channels = x.shape
+  x = x[:, :(t // time) * time, :(m // mel) * mel]
+  return x.reshape(batch, t // time, time, m // mel, mel, channels).max(axis=(2, 4))
+
+
+class Conv2DBNAct(nn.Module):
+  """Conv2D ('same', bias, ``he_uniform``) + BatchNorm + activation on ``[batch, T, M, C]``."""
+
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  activation: str = "elu"
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    x = nn.Conv(self.features, kernel_size=tuple(self.kernel_size), padding="SAME",
+                kernel_init=nn.initializers.he_uniform(), dtype=self.dtype)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     epsilon=self.bn_epsilon, dtype=self.dtype)(x)
+    return getattr(nn, self.activation)(x)
+
+
+def cnn2d_param_count(num_outputs: int, channels: Sequence[int] = (128, 384, 768, 2048),
+                      kernel: int = 3, input_batchnorm: bool = True) -> int:
+  """Trainable parameters of ``MelCNN2D``: conv kernels + biases, BN scale + bias (input BN
+  included), dense. Choi's FCN-4 with 50 tags: 17,365,940 [derived from the layer list]."""
+  count, cin = (2 if input_batchnorm else 0), 1
+  for c in channels:
+    count += kernel * kernel * cin * c + c + 2 * c
+    cin = c
+  return count + cin * num_outputs + num_outputs
+
+
+@MODELS.register("mel_cnn2d")
+class MelCNN2D(_MelInput):
+  """2-D CNN baseline on the mel spectrogram as an image: Choi, Fazekas & Sandler, "Automatic
+  Tagging Using Deep Convolutional Neural Networks" (ISMIR 2016), FCN-4, the "2D CNN (Choi et
+  al.)" of papers 1 and 2's comparison tables (MTAT ROC-AUC 0.894; papers.md 2.6, 3.3). Returns
+  ``{"logits": [batch, num_outputs], "embedding": [batch, channels[-1]]}``.
+
+  Layers (defaults = FCN-4's table; input ``[batch, 1366, 96]`` time x mel, one channel):
+
+    input BatchNorm (one statistic, as the reimplementations' ``spec_bn``)
+    conv 3x3 x 128  + BN + ELU, max-pool (mel 2, time 4)  -> 341 x 48
+    conv 3x3 x 384  + BN + ELU, max-pool (mel 4, time 5)  -> 68 x 12
+    conv 3x3 x 768  + BN + ELU, max-pool (mel 3, time 8)  -> 8 x 4
+    conv 3x3 x 2048 + BN + ELU, max-pool (mel 4, time 8)  -> 1 x 1
+    global max over what is left (nothing at the paper's size) -> ``embedding`` [batch, 2048]
+    Dropout -> Dense(num_outputs) -> ``logits`` (sigmoid in the loss)
+
+  Front end (Choi's, through the shared fields): 12 kHz, n_fft 512, hop 256, 96 Slaney mel
+  bands of the *power* spectrogram in dB (``power=2, log="db"``, top 80 dB), no global
+  standardisation (the input BatchNorm does it). ``center=True`` as librosa did in 2016: 1366
+  frames need 349,440 samples (29.12 s at 12 kHz; an MTAT clip's last 240 are zero-padded).
+
+  Chosen where the paper is silent (fields): ``dropout_rate=0.5`` before the output layer and
+  BatchNorm epsilon 1e-3 (the Keras-era reimplementations); ``pools_mel_time`` are written in
+  the paper's (frequency, time) order, applied to our (time, mel) layout.
+  """
+
+  num_frames: int = 1366
+  sample_rate: int = 12000
+  n_fft: int = 512
+  hop_length: int = 256
+  n_mels: int = 96
+  center: bool = True
+  power: float = 2.0
+  log: str = "db"
+  mel_mean: Optional[float] = None
+  mel_std: Optional[float] = None
+  num_outputs: int = 50
+  channels: Sequence[int] = (128, 384, 768, 2048)
+  pools_mel_time: Sequence[Sequence[int]] = ((2, 4), (4, 5), (3, 8), (4, 8))
+  kernel_size: int = 3
+  activation: str = "elu"
+  input_batchnorm: bool = True
+  dropout_rate: float = 0.5
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, audio: jnp.ndarray, train: bool = False) -> dict:
+    """audio: ``[batch, input_length, 1]`` float waveform in [-1, 1)."""
+    if len(self.channels) != len(self.pools_mel_time):
+      raise ValueError("channels and pools_mel_time need one entry per conv layer")
+    x = self.mel(audio)[..., None]  # [batch, frames, n_mels, 1]
+    if self.input_batchnorm:
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=self.bn_epsilon, name="input_bn")(x)
+    x = x.astype(self.dtype)
+    for c, (pool_mel, pool_time) in zip(self.channels, self.pools_mel_time):
+      x = Conv2DBNAct(c, (self.kernel_size, self.kernel_size), self.activation,
+                      self.bn_momentum, self.bn_epsilon, self.dtype)(x, train)
+      if x.shape[1] < pool_time or x.shape[2] < pool_mel:
+        raise ValueError(f"{self.num_frames} frames x {self.n_mels} mel bands are too small for "
+                         f"the pools {tuple(map(tuple, self.pools_mel_time))}")
+      x = max_pool_2d(x, pool_time, pool_mel)
+    embedding = jnp.max(x, axis=(1, 2))  # [batch, channels[-1]]
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
+    logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
+                      dtype=self.dtype)(x)
+    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32)}

@@ -1,0 +1,60 @@
+"""``musicrep extract-features``: stage 2 of papers 2 and 3 (multi-level, multi-scale features)."""
+
+HELP = "extract multi-level, multi-scale clip features from trained workdirs (papers 2, 3)"
+DESCRIPTION = (
+    "Stage 2 of multi-level, multi-scale feature aggregation (papers.md 3.1, 4.1). Each --workdir "
+    "is a trained model (one scale); every conv layer / block of it is a level. Each clip of each "
+    "split is cut into non-overlapping segments of the model's input length, every level is "
+    "max-pooled over time per segment and averaged over the clip's segments. Writes "
+    "OUT/{split}_features.npy [clips, dims], {split}_labels.npy, {split}_clip_ids.npy and "
+    "OUT/features.json (extractors, levels and their column ranges). For transfer, pass the "
+    "target dataset as --data-dir (same sample rate as the extractors). Then run "
+    "`musicrep aggregate --features OUT`.")
+
+
+def add_arguments(parser) -> None:
+  parser.add_argument("--workdir", action="append", required=True,
+                      help="a trained extractor's workdir; repeat for several scales")
+  parser.add_argument("--name", action="append", default=None,
+                      help="a name per --workdir (default: the workdir's folder name)")
+  parser.add_argument("--data-dir", default=None,
+                      help="prepared shards to extract (default: the first workdir's training "
+                           "data, the embedded corpus for synthetic configs)")
+  parser.add_argument("--out", required=True, help="output folder for the features")
+  parser.add_argument("--splits", default="train,validation,test",
+                      help="comma-separated splits (default: train,validation,test)")
+  parser.add_argument("--pooling", choices=("max", "mean"), default="max",
+                      help="pooling of each level over time per segment (paper: max)")
+  parser.add_argument("--segment-aggregation", choices=("mean", "max"), default="mean",
+                      help="aggregation of a clip's segments (paper: mean)")
+  parser.add_argument("--batch-size", type=int, default=64, help="segments per jitted batch")
+  parser.add_argument("--max-segments", type=int, default=0,
+                      help="cap on segments per clip (0: the whole clip)")
+  parser.add_argument("--label-field", default="tags", help="record field saved as labels")
+  parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+
+
+def load_extractors(workdirs, names, which):
+  from musicrep_jax import feature_extraction
+  from musicrep_jax.errors import UserError
+
+  if names and len(names) != len(workdirs):
+    raise UserError(f"Give one --name per --workdir ({len(workdirs)}), got {len(names)}.")
+  names = names or [None] * len(workdirs)
+  return [feature_extraction.load_extractor(w, n, which) for w, n in zip(workdirs, names)]
+
+
+def run(args, overrides) -> dict:
+  del overrides
+  from musicrep_jax import feature_extraction
+  from musicrep_jax.data import resolve_shards
+
+  extractors = load_extractors(args.workdir, args.name, args.checkpoint)
+  shards = resolve_shards(extractors[0].config, args.data_dir)
+  meta = feature_extraction.extract_features(
+      extractors, shards, args.out, splits=[s for s in args.splits.split(",") if s],
+      pooling=args.pooling, segment_aggregation=args.segment_aggregation,
+      batch_size=args.batch_size, max_segments=args.max_segments, label_field=args.label_field)
+  print(feature_extraction.describe(meta))
+  return {"out": str(args.out), "dims": meta["dims"], "extractors": len(meta["extractors"]),
+          **{f"{split}_clips": n for split, n in meta["splits"].items()}}
