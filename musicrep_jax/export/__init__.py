@@ -1,0 +1,46 @@
+"""Exporting trained models: safetensors + a PyTorch mirror, ONNX, StableHLO (docs/export.md).
+
+Modules (PyTorch, ONNX and safetensors are optional extras, imported only where used):
+
+  * ``layout``: the documented name and layout map from a Flax variable tree to flat,
+    PyTorch-convention tensors (``"blocks.3.conv.weight"``), and back; numpy only.
+  * ``safetensors_io``: writes / reads that map as a ``.safetensors`` file with the model's
+    family and constructor arguments in its header (needs ``safetensors``, not torch).
+  * ``torch_mirror``: PyTorch modules that reproduce every exportable Flax family (needs torch).
+  * ``onnx_export``: the mirror through ``torch.onnx.export`` (dynamo), checked with
+    onnxruntime (needs torch, onnx, onnxscript, onnxruntime).
+  * ``stablehlo``: ``jax.export`` with a symbolic batch, serialized, reloaded and called (JAX
+    only).
+  * ``exporter``: all formats for one model, each checked against the Flax outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from musicrep_jax.registry import MODELS
+
+# Flax dataclass fields that are not architecture: never exported.
+_NOT_ARCHITECTURE = ("parent", "name", "dtype")
+
+
+def model_family(model) -> str:
+  """The ``MODELS`` registry name of a Flax model instance (e.g. ``"sample_cnn"``)."""
+  import musicrep_jax.models  # noqa: F401  (registers models)
+
+  for name in MODELS.names():
+    if MODELS.get(name) is type(model):
+      return name
+  raise ValueError(f"{type(model).__name__} is not a registered model")
+
+
+def model_kwargs(model) -> dict:
+  """The model's constructor fields as JSON-able values (tuples -> lists), without ``dtype``:
+  exports are float32 whatever the training compute dtype."""
+  kwargs = {}
+  for field in dataclasses.fields(model):
+    if field.name in _NOT_ARCHITECTURE:
+      continue
+    value = getattr(model, field.name)
+    kwargs[field.name] = list(value) if isinstance(value, tuple) else value
+  return kwargs
