@@ -176,13 +176,20 @@ class RandomCrop:
     audio = _mono_audio(record)
     rng = np.random.default_rng((self.seed, _CROP_STREAM, index))
     start = int(rng.integers(0, max(audio.shape[0] - self.crop_length, 0) + 1))
-    example = {
-        "audio": pcm16_to_float(window(audio, start, self.crop_length))[:, None],
-        "clip_id": np.asarray(record["clip_id"], np.int64),
-    }
-    for name in self.fields:
-      example[name] = convert_field(name, record[name])
-    return example
+    return crop_example(record, start, self.crop_length, self.fields)
+
+
+def crop_example(record: Mapping[str, Any], start: int, crop_length: int,
+                 fields: Sequence[str]) -> dict[str, np.ndarray]:
+  """One training example from a record and a crop start (the output of :class:`RandomCrop`):
+  ``audio`` float32 [crop_length, 1], ``clip_id`` int64 [], ``fields`` by :func:`convert_field`."""
+  example = {
+      "audio": pcm16_to_float(window(_mono_audio(record), start, crop_length))[:, None],
+      "clip_id": np.asarray(record["clip_id"], np.int64),
+  }
+  for name in fields:
+    example[name] = convert_field(name, record[name])
+  return example
 
 
 def _ensure_absl_flags_parsed() -> None:
@@ -209,7 +216,7 @@ def train_dataset(source: Any, *, crop_length: int, global_batch_size: int, seed
   exactly-once property. Batch shapes are those of :func:`train_iterator`.
   """
   process_index, process_count = resolve_processes(process_index, process_count)
-  batch = local_batch_size(global_batch_size, process_count)
+  local_batch_size(global_batch_size, process_count)  # Checks that it divides.
   if crop_length < 1:
     raise UserError(f"crop_length must be positive, got {crop_length}.")
   fields = _clean_fields(fields)
@@ -219,9 +226,20 @@ def train_dataset(source: Any, *, crop_length: int, global_batch_size: int, seed
   # Cropping before slicing keys the crop on the global index g, so the global stream does
   # not depend on process_count.
   ds = ds.repeat().map_with_index(crop)
-  # Contiguous blocks: process p's batch for global step s is stream elements
-  # [s*G + p*B, s*G + (p+1)*B), so the global batch has the single-process row order (dropout
-  # masks and any row-dependent op then match across process counts).
+  return process_batches(ds, global_batch_size=global_batch_size, process_index=process_index,
+                         process_count=process_count)
+
+
+def process_batches(ds: grain.MapDataset, *, global_batch_size: int, process_index: int,
+                    process_count: int) -> grain.MapDataset:
+  """A global stream of examples -> this process's batches (item ``s`` = global step ``s``).
+
+  Contiguous blocks: process p's batch for global step s is stream elements
+  [s*G + p*B, s*G + (p+1)*B) (``G = global_batch_size``, ``B = G // process_count``), so the
+  global batch has the single-process row order (dropout masks and any row-dependent op then
+  match across process counts).
+  """
+  batch = local_batch_size(global_batch_size, process_count)
   return ds.batch(batch, drop_remainder=True)[process_index::process_count]
 
 
@@ -260,6 +278,17 @@ def train_iterator(source: Any, *, crop_length: int, global_batch_size: int, see
   ds = train_dataset(source, crop_length=crop_length, global_batch_size=global_batch_size,
                      seed=seed, fields=fields, process_index=process_index,
                      process_count=process_count)
+  return iterate_batches(ds, num_workers=num_workers, worker_buffer_size=worker_buffer_size,
+                         read_threads=read_threads, read_buffer_size=read_buffer_size,
+                         start_step=start_step)
+
+
+def iterate_batches(ds: grain.MapDataset, *, num_workers: int = 0, worker_buffer_size: int = 2,
+                    read_threads: int = 4, read_buffer_size: int = 8,
+                    start_step: int = 0) -> grain.DatasetIterator:
+  """A checkpointable iterator over a ``MapDataset`` of batches from ``start_step`` on, read
+  with ``read_threads`` threads and optionally ``num_workers`` spawned Grain workers (the
+  arguments of :func:`train_iterator`)."""
   if start_step:
     ds = ds[start_step:]
   it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,

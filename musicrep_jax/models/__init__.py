@@ -4,3 +4,4 @@ from musicrep_jax.models import mel_cnn  # noqa: F401  (registers "mel_dcnn", "m
 from musicrep_jax.models import resemul  # noqa: F401  (registers "resemul")
 from musicrep_jax.models import sample_cnn  # noqa: F401  (registers "sample_cnn")
 from musicrep_jax.models import sample_level_fixed_input  # noqa: F401  (registers it)
+from musicrep_jax.models import embedding  # noqa: F401  (registers "embedding_net")

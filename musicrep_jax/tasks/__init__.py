@@ -2,3 +2,4 @@
 
 from musicrep_jax.tasks import tagging  # noqa: F401  (registers "tagging")
 from musicrep_jax.tasks import classification  # noqa: F401  (registers "classification")
+from musicrep_jax.tasks import metric_learning  # noqa: F401  (registers "metric_learning")

@@ -1,0 +1,27 @@
+"""Paper 9 (ICML 2019 ML4MD): representation learning with artist, album and track supervision,
+alone or jointly; papers.md 10.
+
+``--config configs/artist_album_track.py:artist|album|track|joint[,runlocal]``. Only the idea is
+known: paper 4's Siamese DCNN (cosine hinge, margin 0.4, 4 negatives, summed) with the positive
+sharing the anchor's artist, its album, or being another segment of the same track (at most 50 %
+overlap, paper 13); ``joint`` trains on the three at once (one P x K block each, losses
+averaged). Everything else is [unknown] and follows paper 4 (SGD Nesterov 0.1, Keras decay).
+"""
+
+from musicrep_jax.config_defaults import sgd_nesterov
+from musicrep_jax.metric_configs import (PAPER_DCNN, metric_config, metric_runlocal, parse_args,
+                                         siamese_task)
+
+SUPERVISION = {"artist": ("artist",), "album": ("album",), "track": ("track",),
+               "joint": ("artist", "album", "track")}
+
+
+def get_config(arg=None):
+  args = parse_args(arg, {"supervision": tuple(SUPERVISION)}, "artist_album_track")
+  labels = SUPERVISION[args["supervision"]]
+  c = metric_config(task=siamese_task(labels, ("artist", "album")), backbone_kwargs=dict(PAPER_DCNN), embedding_dim=0,
+                    data_name="msd_artist", batch_size=16 * len(labels),
+                    num_train_steps=500_000, optimizer=sgd_nesterov(0.1))
+  if args["runlocal"]:
+    metric_runlocal(c, num_train_steps=500, learning_rate=0.01)
+  return c

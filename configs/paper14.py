@@ -1,0 +1,62 @@
+"""Paper 14 (ISMIR 2020): metric learning vs classification, plain or disentangled; papers.md 15.
+
+``--config configs/paper14.py:APPROACH,VARIANT[,runlocal]`` with APPROACH one of
+
+* ``triplet``: P x K batches, one block per tag dimension, triplet hinge (margin 0.1, Euclidean
+  on unit vectors, every triplet of the batch), model (a) plain / (d) disentangled;
+* ``triplet_track``: ``triplet`` plus paper 13's track regularisation (lambda 0.5; the poster's
+  "Triplet + track reg.", disentangled in the paper);
+* ``proxy``: one learned proxy per tag, cosine logits / 0.1, sigmoid cross-entropy, (b) / (e);
+* ``classification``: L2-normalised embedding -> dense -> tags, sigmoid cross-entropy, (c) / (f);
+* ``classification_nonorm``: the same without the L2 normalisation (the poster's first
+  classification row),
+
+and VARIANT ``plain`` or ``disentangled`` (fixed disjoint masks, one subspace per dimension).
+Paper scale: MSD 50 tags grouped into genre / mood / instrument / era (``tag:era`` needs a
+dataset whose builder writes those tag groups), 3 s crops, 256-d embedding (4 x 64), Adam 0.001
+[unknown in the paper: batch, learning rate, steps], the mel DCNN backbone in place of the
+Inception network (``metric_configs.PAPER13_BACKBONE``). ``:runlocal``: the embedded corpus,
+where tempo stands in for era. ``musicrep compare-paper14`` trains the whole grid.
+"""
+
+from musicrep_jax.config_defaults import sgd_nesterov
+from musicrep_jax.metric_configs import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
+                                         metric_runlocal, parse_args)
+
+APPROACHES = ("triplet", "triplet_track", "proxy", "classification", "classification_nonorm")
+VARIANTS = ("plain", "disentangled")
+PAPER_DIMENSIONS = ("tag:genre", "tag:mood", "tag:instrument", "tag:era")
+
+
+def task_kwargs(approach: str, disentangled: bool, dimensions) -> dict:
+  """The ``metric_learning`` task of one grid cell."""
+  kwargs = dict(approach=approach.split("_")[0], disentangled=disentangled,
+                labels=tuple(dimensions), eval_labels=tuple(dimensions), normalize=True)
+  if approach.startswith("triplet"):
+    kwargs.update(classes_per_batch=4, samples_per_class=4, margin=0.1, metric="euclidean",
+                  mining="all", track_weight=0.5 if approach == "triplet_track" else 0.0)
+  if approach == "classification_nonorm":
+    kwargs["normalize"] = False
+  return kwargs
+
+
+def get_config(arg=None):
+  args = parse_args(arg, {"approach": APPROACHES, "variant": VARIANTS}, "paper14")
+  disentangled = args["variant"] == "disentangled"
+  dims = TAG_DIMENSIONS if args["runlocal"] else PAPER_DIMENSIONS
+  task = task_kwargs(args["approach"], disentangled, dims)
+  blocks = len(dims) + (1 if task.get("track_weight") else 0)
+  batch = blocks * 4 * 4 if task["approach"] == "triplet" else 64
+  c = metric_config(task=task, backbone_kwargs=dict(PAPER_DCNN), embedding_dim=256,
+                    batch_size=batch, num_train_steps=200_000,
+                    optimizer=sgd_nesterov(0.001, "constant", name="adam"))
+  if args["runlocal"]:
+    # The corpus has 3 tempo classes: 3 classes x 3 clips per block, 36 rows for 4 blocks.
+    if task["approach"] == "triplet":
+      c.task.kwargs.classes_per_batch = c.task.kwargs.samples_per_class = 3
+    c.batch_size = blocks * 3 * 3 if task["approach"] == "triplet" else 36
+    metric_runlocal(c, num_train_steps=400, learning_rate=0.003, eval_labels=dims + (
+        "artist", "album"))
+    c.model.kwargs.embedding_dim = 64
+  c.checkpoint.best_metric = "loss"
+  return c
