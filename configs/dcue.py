@@ -1,0 +1,46 @@
+"""Deep content-user embedding (paper 7, DLRS 2018; papers.md 8): users and audio in one space.
+
+Paper settings: 130-frame mel excerpts at 22,050 Hz (papers.md 1.3), the basic model (audio
+branch 128-256-256-256-256, 256-d, user branch 300-300-256), 20 negatives per (user, track),
+hinge margin 0.2 on cosines summed over negatives and batch, SGD-Nesterov lr 0.2 with Keras
+decay 1e-6, batch 10, no early stopping (the best checkpoint by validation cold-start AUC is
+kept here). Data: prepared shards (``--data-dir``) with a ``user,item,count`` CSV of listening
+counts (``--config.task.kwargs.interactions_csv=PATH``, items = the shards' paths, track names
+or track ids; the paper's Echo Nest Taste Profile subset of 20,000 users x 10,000 songs).
+``--config.model.kwargs.multi=true`` is the paper's multi model.
+
+``:runlocal``: the embedded corpus (600 clips of 4 s at 16 kHz, 200 synthetic users, their
+listening counts), 64-frame (~1 s) crops, a 32-channel multi model with a linear conv5, 4
+negatives, Adam 3e-3, 800 steps [provisional: on the 120-clip corpus these settings gave warm
+AUC 0.657 against popularity 0.648 and cold-start AUC 0.54; the basic model with Adam 1e-3
+stayed below popularity].
+"""
+
+from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+
+
+def get_config(arg=None):
+  c = trainer_config(
+      data=data_config("msd", 22050, segments_per_clip=9),
+      model_name="dcue",
+      model_kwargs=dict(num_frames=130, channels=(128, 256, 256, 256, 256), dim=256,
+                        user_hidden=300, multi=False),
+      task="dcue", batch_size=10, num_train_steps=1_000_000,
+      optimizer=sgd_nesterov(learning_rate=0.2), eval_every=20_000)
+  c.task.kwargs = dict(interactions_csv="", heldout_fraction=0.2, split_seed=0, negatives=20,
+                       margin=0.2, ks=(10, 50), train_split=c.data.train_split,
+                       eval_placement=c.data.eval_placement, eval_batch_size=64)
+  c.eval_batch_size = 64
+  c.checkpoint.best_metric = "cold/auc"
+  c.checkpoint.best_mode = "max"
+  if arg == "runlocal":
+    make_runlocal(c, model_kwargs=dict(num_frames=64, n_fft=512, hop_length=256, n_mels=64,
+                                       channels=(32, 32, 32, 32, 32),
+                                       pool_sizes=(2, 2, 2, 2, 1), dim=32, user_hidden=32,
+                                       multi=True, last_relu=False),
+                  num_train_steps=800, batch_size=32, learning_rate=3e-3)
+    c.optimizer.name = "adam"
+    c.task.kwargs.update(negatives=4, eval_placement=c.data.eval_placement)
+  elif arg:
+    raise ValueError(f"configs/dcue.py knows the argument 'runlocal', not {arg!r}")
+  return c

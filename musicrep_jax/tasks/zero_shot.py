@@ -1,0 +1,262 @@
+"""Zero-shot tagging with side information (papers 10 and 11; papers.md 11 and 12).
+
+Model: ``models/zero_shot.py`` (audio branch and a linear label branch into one space, cosine
+score). Side information: word vectors of the tag words from a standard file
+(``word_vectors``: word2vec text/binary or GloVe; e.g. ``musicrep word2vec``'s
+``vectors.txt``, paper 12), a multi-word tag being the mean of its words; tags without a vector
+take no part.
+
+Split (papers.md 11.1, ``zsl_split``): the tags with vectors are split at random into
+``seen_fraction`` seen (X) and unseen (Y) tags (seeded by ``split_seed``). Instances: A =
+annotated only with seen tags, B = with seen and unseen tags, C = with no seen tag. Training
+uses the training split's instances of ``train_set`` ("A", "B" or "AB"); only seen tags are
+ever shown to the model.
+
+Loss (papers.md 11.4): per clip, a positive = one of its seen tags drawn uniformly, ``negatives``
+= seen tags it does not carry (without replacement when there are enough); hinge
+``max(0, margin - s(a, t+) + s(a, t-))`` on cosines, summed over the batch and negatives
+(``losses.triplet_margin_loss``). The sampling happens in the Grain pipeline
+(``TagSampler``), seeded by the global step.
+
+Evaluation (papers.md 11.6, 11.7): clip score per tag = the mean over its segments of the
+cosine between segment embedding and label embedding (the paper averages the embeddings
+first; [choice]). Reported on the evaluated split:
+
+* ``auc_l_unseen`` / ``map_l_unseen``: retrieval (per unseen tag over the B+C clips), the
+  headline "(B+C)-Y AUC-l"; ``auc_i_unseen`` / ``map_i_unseen``: annotation (per B+C clip over
+  the unseen tags);
+* generalised: ``auc_i_all`` (per B+C clip over seen + unseen tags), ``auc_l_all`` (per tag
+  over all clips);
+* ``auc_l_seen``: retrieval of seen tags over all clips (model selection uses it: choosing
+  checkpoints on unseen tags would leak them).
+
+Word vectors: ``word_vectors`` names the file; when it is empty and ``word_vectors_config``
+names a ``musicrep word2vec`` config (``configs/zero_shot.py:runlocal`` sets
+``word2vec:runlocal``), those vectors are trained once into ``$MUSICREP_CACHE`` and used
+(``musicrep_jax.word2vec.cache``); with neither, a ``UserError`` names the key.
+
+Knowledge transfer (paper 11): evaluate a trained workdir on other shards whose tags differ
+(``musicrep eval --workdir W --data-dir OTHER``): a target tag is seen only if its name is a
+seen tag of training (``train_tag_names`` names the training tags; configs/zero_shot.py sets
+the embedded corpus's), every other target tag with a word vector is unseen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from musicrep_jax import input_pipeline, losses, metrics
+from musicrep_jax.errors import UserError
+from musicrep_jax.metric_batches import read_label_records
+from musicrep_jax.registry import TASKS
+from musicrep_jax.tasks.base import Task
+from musicrep_jax.word_vectors import load_word_vectors
+
+TRAIN_SETS = ("A", "B", "AB")
+
+
+def zsl_split(tag_names, usable: np.ndarray, seen_fraction: float, seed: int) -> np.ndarray:
+  """bool ``[T]`` seen mask: ``round(seen_fraction * usable)`` usable tags chosen at random."""
+  usable_idx = np.flatnonzero(usable)
+  n_seen = int(round(seen_fraction * len(usable_idx)))
+  if not 0 < n_seen < len(usable_idx):
+    raise UserError(f"seen_fraction={seen_fraction} leaves no seen or no unseen tag among the "
+                    f"{len(usable_idx)} tags with side information ({', '.join(tag_names)}).")
+  chosen = np.random.default_rng([seed, 7]).permutation(usable_idx)[:n_seen]
+  seen = np.zeros(len(tag_names), bool)
+  seen[chosen] = True
+  return seen
+
+
+def instance_sets(tags: np.ndarray, seen: np.ndarray, unseen: np.ndarray) -> dict:
+  """bool ``[N]`` masks ``A`` (seen tags only), ``B`` (seen and unseen), ``C`` (no seen tag,
+  at least one unseen) of multi-hot ``tags`` ``[N, T]``."""
+  has_seen = (tags[:, seen] > 0).any(1)
+  has_unseen = (tags[:, unseen] > 0).any(1)
+  return {"A": has_seen & ~has_unseen, "B": has_seen & has_unseen, "C": ~has_seen & has_unseen}
+
+
+class SubsetSource:
+  """The records ``indices`` of a source (picklable when the source is)."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i: int):
+    return self.source[int(self.indices[i])]
+
+  def __repr__(self) -> str:
+    return f"SubsetSource({self.source!r}, {len(self.indices)} records)"
+
+
+@dataclasses.dataclass(frozen=True)
+class TagSampler:
+  """Batch ``s`` -> the batch plus ``pos_tag`` int32 ``[B]`` and ``neg_tags`` int32 ``[B, K]``
+  drawn from the seen tags (module docstring), seeded by ``(seed, s)``."""
+
+  seen: tuple
+  negatives: int
+  seed: int
+
+  def __call__(self, step: int, batch: dict) -> dict:
+    rng = np.random.default_rng([self.seed, 11, step])
+    seen = np.asarray(self.seen, bool)
+    tags = np.asarray(batch["tags"]) > 0
+    pos = np.zeros(len(tags), np.int32)
+    neg = np.zeros((len(tags), self.negatives), np.int32)
+    for i, row in enumerate(tags):
+      positives, others = np.flatnonzero(row & seen), np.flatnonzero(~row & seen)
+      pos[i] = rng.choice(positives)
+      neg[i] = rng.choice(others, self.negatives, replace=len(others) < self.negatives)
+    return dict(batch, pos_tag=pos, neg_tags=neg)
+
+
+@TASKS.register("zero_shot")
+@dataclasses.dataclass(frozen=True)
+class ZeroShotTask(Task):
+  """Zero-shot tagging (module docstring). Fields are ``config.task.kwargs``."""
+
+  word_vectors: str = ""
+  seen_fraction: float = 0.8
+  split_seed: int = 0
+  train_set: str = "AB"
+  negatives: int = 1
+  margin: float = 0.4
+  train_tag_names: tuple = ()
+  word_vectors_config: str = ""
+  fields: tuple = ("tags",)
+  metric_names: tuple = ("loss",)
+  higher_is_better: tuple = ("auc_l_unseen", "auc_i_unseen", "auc_l_seen", "auc_i_all",
+                             "auc_l_all", "map_l_unseen", "map_i_unseen")
+
+  # --- Side information and the split (cached per tag list) -----------------------------------
+  def word_vectors_path(self) -> str:
+    """``word_vectors``, else the vectors of ``word_vectors_config`` trained once into the
+    cache (``:runlocal``), else a ``UserError`` naming the key."""
+    if self.word_vectors:
+      return self.word_vectors
+    if self.word_vectors_config:
+      from musicrep_jax.word2vec.cache import cached_vectors  # pylint: disable=g-import-not-at-top
+
+      return str(cached_vectors(self.word_vectors_config))
+    raise UserError("config.task.kwargs.word_vectors is empty: set it to a word-vector file "
+                    "(word2vec text/binary or GloVe, e.g. the vectors.txt of `musicrep "
+                    "word2vec`).")
+
+  def _side(self, tag_names: tuple) -> dict:
+    cache = self.__dict__.setdefault("_cache", {})
+    if tag_names not in cache:
+      path = self.word_vectors_path()
+      if self.train_set not in TRAIN_SETS:
+        raise UserError(f"config.task.kwargs.train_set={self.train_set!r} is not one of "
+                        f"{', '.join(TRAIN_SETS)}.")
+      vectors, usable = load_word_vectors(path).label_matrix(tag_names)
+      train_names = tuple(self.train_tag_names) or tag_names
+      train_usable = np.array([n in tag_names and usable[tag_names.index(n)] or
+                               n not in tag_names for n in train_names])
+      seen_names = {train_names[i] for i in np.flatnonzero(
+          zsl_split(train_names, train_usable, self.seen_fraction, self.split_seed))}
+      seen = np.array([n in seen_names for n in tag_names]) & usable
+      cache[tag_names] = {"vectors": vectors, "seen": seen, "unseen": usable & ~seen}
+    return cache[tag_names]
+
+  def side_information(self, shards) -> dict:
+    """``{"vectors": float32 [T, dim], "seen": bool [T], "unseen": bool [T]}`` of the shards'
+    tags."""
+    return self._side(tuple(shards.tag_names))
+
+  def _current(self) -> dict:
+    cache = self.__dict__.get("_cache")
+    if not cache:
+      raise RuntimeError("ZeroShotTask.model_kwargs(shards) must run before the model")
+    return cache[next(reversed(cache))]
+
+  # --- Model -----------------------------------------------------------------------------------
+  def num_outputs(self, shards) -> int:
+    return len(shards.tag_names)
+
+  def model_kwargs(self, shards) -> dict:
+    self.side_information(shards)
+    return {}
+
+  def init_inputs(self, input_length: int) -> tuple:
+    return (jnp.zeros((1, input_length, 1), jnp.float32),
+            jnp.asarray(self._current()["vectors"]))
+
+  def forward(self, model, variables: dict, batch: dict, *, train: bool, **apply_kwargs):
+    return model.apply(variables, batch["audio"], jnp.asarray(self._current()["vectors"]),
+                       train=train, **apply_kwargs)
+
+  # --- Data ------------------------------------------------------------------------------------
+  def train_iterator(self, source, *, crop_length: int, global_batch_size: int, seed: int,
+                     num_workers: int, shards: Any = None):
+    side = self.side_information(shards)
+    tags = read_label_records(source, ("tags",))["tags"] > 0
+    sets = instance_sets(tags, side["seen"], side["unseen"])
+    chosen = np.zeros(len(tags), bool)
+    for name in self.train_set:
+      chosen |= sets[name]
+    if not chosen.any():
+      raise UserError(f"No training clip is in instance set {self.train_set!r}.")
+    ds = input_pipeline.train_dataset(
+        SubsetSource(source, np.flatnonzero(chosen)), crop_length=crop_length,
+        global_batch_size=global_batch_size, seed=seed, fields=self.fields)
+    ds = ds.map_with_index(TagSampler(tuple(bool(s) for s in side["seen"]), self.negatives,
+                                      seed))
+    return input_pipeline.iterate_batches(ds, num_workers=num_workers)
+
+  # --- Losses and metrics ----------------------------------------------------------------------
+  def loss(self, outputs: dict, batch: dict):
+    labels = outputs["label_embedding"]
+    loss, _ = losses.triplet_margin_loss(
+        outputs["embedding"], labels[batch["pos_tag"]], labels[batch["neg_tags"]],
+        margin=self.margin, metric="cosine", reduction="sum")
+    return loss, {"loss": loss}
+
+  def eval_outputs(self, outputs: dict, batch: dict) -> dict:
+    a = losses.l2_normalize(outputs["embedding"])
+    t = losses.l2_normalize(outputs["label_embedding"])
+    return {"scores": a @ t.T}
+
+  def clip_metrics(self, segments: dict, num_clips: int, params=None) -> dict:
+    del params
+    side = self._current()
+    valid = np.asarray(segments["segment_valid"], bool)
+    clip_index = np.asarray(segments["clip_index"])
+    labels = np.zeros((num_clips, segments["tags"].shape[-1]), np.float32)
+    labels[clip_index[valid]] = segments["tags"][valid]
+    scores, counts = metrics.clip_average(segments["scores"], clip_index, valid, num_clips)
+    scores, labels, have = np.asarray(scores), labels > 0, np.asarray(counts) > 0
+    return zero_shot_metrics(scores[have], labels[have], side["seen"], side["unseen"])
+
+
+def _retrieval(scores, labels, rows, cols) -> tuple[float, float]:
+  """Macro (ROC-AUC, AP) per tag of ``cols`` over the clips ``rows``."""
+  if not rows.any() or not cols.any():
+    return float("nan"), float("nan")
+  m = metrics.tagging_metrics(scores[rows][:, cols], labels[rows][:, cols].astype(np.float32))
+  return float(m["roc_auc"]), float(m["pr_auc"])
+
+
+def zero_shot_metrics(scores: np.ndarray, labels: np.ndarray, seen: np.ndarray,
+                      unseen: np.ndarray) -> dict:
+  """The metrics of the module docstring from clip scores and labels ``[N, T]``."""
+  sets = instance_sets(labels, seen, unseen)
+  bc = sets["B"] | sets["C"]
+  everyone = np.ones(len(labels), bool)
+  out = {"clips": int(len(labels)), "clips_bc": int(bc.sum()),
+         "unseen_tags": int(unseen.sum()), "seen_tags": int(seen.sum())}
+  out["auc_l_unseen"], out["map_l_unseen"] = _retrieval(scores, labels, bc, unseen)
+  # Annotation = retrieval on the transposed matrix: per clip over tags.
+  out["auc_i_unseen"], out["map_i_unseen"] = _retrieval(scores.T, labels.T, unseen, bc)
+  out["auc_i_all"], _ = _retrieval(scores.T, labels.T, seen | unseen, bc)
+  out["auc_l_all"], _ = _retrieval(scores, labels, everyone, seen | unseen)
+  out["auc_l_seen"], _ = _retrieval(scores, labels, everyone, seen)
+  return out
