@@ -131,3 +131,22 @@ def test_errors_are_clear():
 def test_registered_by_name():
   assert MODELS.get("resemul") is SampleCNNBlocks is resemul.SampleCNNBlocks
   assert BLOCKS.names() == sorted(ALL_BLOCKS)
+
+
+def test_paper6_one_second_models_parameter_counts():
+  """Paper 6's 8-block, 22,050-sample models (papers.md 7.2) for the 35 Speech Commands words.
+
+  Basic, by hand: first conv 3*1*128 + 128 and BN 2*128; blocks 128 -> 128, 128, 256, 256, 256,
+  256, 256, 512 channels (conv 3*cin*cout + cout and BN 2*cout each); head Dense 512*512 + 512 and
+  BN 2*512; output 512*35 + 35 -> 1,664,803.
+  """
+  from musicrep_jax.models.sample_level_fixed_input import (SampleLevelFixedInput,
+                                                            paper6_model_kwargs)
+
+  counts = {}
+  for variant in ("basic", "improved"):
+    model = SampleLevelFixedInput(num_outputs=35, **paper6_model_kwargs(variant))
+    assert model.input_length == 22050
+    counts[variant] = _count(_shapes(model, 22050)["params"])
+  assert counts["basic"] == 1_664_803
+  assert counts["improved"] > counts["basic"]
