@@ -1,4 +1,4 @@
-"""Times the real jitted SampleCNN train step (JAX/XLA) against a PyTorch eager reference.
+"""Times the real jitted SampleCNN (or, with ``--block``, ReSE) train step (JAX/XLA) against a PyTorch eager reference.
 
 JAX side: ``musicrep_jax.train_step.make_train_step`` with ``TaggingTask`` and the optimizer of
 ``configs/samplecnn_mtat.py`` on a one-device mesh, random audio and tags. Reports the compile time
@@ -47,6 +47,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--channels", type=str, default=None,
                  help="comma-separated n + 2 channel counts (default: the paper's)")
   p.add_argument("--num-tags", type=int, default=50)
+  p.add_argument("--block", default=None,
+                 help="a paper-5 block (basic, se, res1, res2, rese1, rese2): time resemul "
+                 "(SampleCNNBlocks, multi-level) against its PyTorch mirror instead of SampleCNN")
   p.add_argument("--batch", type=int, default=23, help="global batch size (default 23)")
   p.add_argument("--steps", type=int, default=3, help="timed steps per repeat (default 3)")
   p.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
@@ -142,11 +145,10 @@ def bench_jax(args, channels) -> dict:
 
   from configs import samplecnn_mtat
   from musicrep_jax import optimizers, sharding, train_step
-  from musicrep_jax.models.sample_cnn import SampleCNN
   from musicrep_jax.tasks.tagging import TaggingTask
 
   config = samplecnn_mtat.get_config()
-  model = SampleCNN(num_outputs=args.num_tags, m=args.m, n=args.n, channels=channels)
+  model = flax_model(args, channels)
   task = TaggingTask()
   tx = optimizers.make_optimizer(ml_collections.ConfigDict(config.optimizer),
                                  config.num_train_steps)
@@ -196,7 +198,7 @@ def bench_torch(args, channels, threads: int) -> dict:
 
   torch.set_num_threads(threads)
   torch.manual_seed(0)
-  model = torch_sample_cnn.TorchSampleCNN(args.num_tags, args.m, args.n, channels=channels)
+  model = torch_model(args, channels)
   step = torch_sample_cnn.make_train_step(model, torch_sample_cnn.make_optimizer(model))
   gen = torch.Generator().manual_seed(0)
   audio = torch.randn(args.batch, 1, model.input_length, generator=gen)
@@ -221,10 +223,35 @@ def bench_torch(args, channels, threads: int) -> dict:
 
 
 
+def model_fields(args, channels) -> dict:
+  """Constructor fields shared by the Flax model and its PyTorch mirror."""
+  fields = dict(num_outputs=args.num_tags, m=args.m, n=args.n, channels=channels)
+  if args.block:
+    fields.update(block=args.block, multi_level=True)
+  return fields
+
+
+def flax_model(args, channels):
+  """SampleCNN, or ``SampleCNNBlocks`` (resemul) with ``--block``."""
+  from musicrep_jax.models.resemul import SampleCNNBlocks
+  from musicrep_jax.models.sample_cnn import SampleCNN
+
+  return (SampleCNNBlocks if args.block else SampleCNN)(**model_fields(args, channels))
+
+
+def torch_model(args, channels):
+  """The PyTorch mirror of :func:`flax_model` (``musicrep_jax.export.torch_mirror``)."""
+  from musicrep_jax.export.torch_mirror import build_mirror
+
+  return build_mirror("resemul" if args.block else "sample_cnn",
+                      model_fields(args, channels)).train()
+
+
 def config_key(args, channels) -> str:
-  """Short name of the benchmarked configuration, e.g. ``3^9 paper``."""
+  """Short name of the benchmarked configuration, e.g. ``3^9 paper`` or ``ReSE-2 3^9 paper``."""
   width = "paper" if channels is None else "ch " + "-".join(map(str, channels))
-  return f"{args.m}^{args.n} {width}"
+  prefix = f"{args.block} multi " if args.block else ""
+  return f"{prefix}{args.m}^{args.n} {width}"
 
 
 def markdown_row(r: dict) -> str:
@@ -288,7 +315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
        "jax": jax_r, "torch": torch_r, "sgemm": gemm, "achieved_gflops": achieved,
        "fraction_of_sgemm": achieved / gemm["peak_gflops"],
-       "analytic_flops_per_step": analytic_train_flops(args.batch, args.m, args.n, None,
+       "analytic_flops_per_step": float("nan") if args.block else analytic_train_flops(args.batch, args.m, args.n, None,
                                                        key_channels, args.num_tags),
        "jax_over_torch": (jax_r["steps_per_s"]["median"] / torch_r["steps_per_s"]["median"]
                           if torch_r else None),

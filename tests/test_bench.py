@@ -103,3 +103,17 @@ def test_musicrep_bench_lists_and_runs_benchmarks(tiny_data_dir):
                   "--data-dir", str(tiny_data_dir)])
   summary = json.loads(proc.stdout.strip().splitlines()[-1])
   assert summary["headroom"] > 0 and summary["batch"] == 16
+
+
+def test_bench_times_a_rese2_model_against_its_torch_mirror():
+  """``--block rese2``: the paper-5 model in JAX and its PyTorch mirror, timed in one run."""
+  pytest.importorskip("torch")
+  proc = subprocess.run(
+      [*BENCH, "--block", "rese2", "--steps", "1", "--repeats", "1", "--n", "3",
+       "--channels", "8,8,8,16", "--batch", "4", "--gemm-size", "128"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+  assert result["config"].startswith("rese2 multi 3^3")
+  assert result["jax"]["compilations"] == 1
+  assert result["torch"]["steps_per_s"]["median"] > 0 and result["jax_over_torch"] > 0
