@@ -1,4 +1,5 @@
-"""Times the real jitted SampleCNN (or, with ``--block``, ReSE) train step (JAX/XLA) against a PyTorch eager reference.
+"""Times the real jitted SampleCNN train step (JAX/XLA) against a PyTorch eager reference;
+with ``--block rese2`` (any paper-5 block), the multi-level ReSE model against its mirror.
 
 JAX side: ``musicrep_jax.train_step.make_train_step`` with ``TaggingTask`` and the optimizer of
 ``configs/samplecnn_mtat.py`` on a one-device mesh, random audio and tags. Reports the compile time
