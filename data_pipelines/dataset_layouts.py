@@ -1,4 +1,5 @@
-"""What the real-dataset builders (MagnaTagATune, MSD, GTZAN, MTG-Jamendo) share.
+"""What the builders of datasets in their own layouts share (MagnaTagATune, MSD, GTZAN,
+MTG-Jamendo; Speech Commands and DCASE 2017 use the readers below).
 
 Each dataset has one module (``mtat_builder``, ``msd_builder``, ``gtzan_builder``,
 ``jamendo_builder``) that reads the user's copy in the dataset's own layout (``manual_dir``) into
@@ -9,6 +10,8 @@ pieces more than one of them uses (papers.md section 1.1):
   Python-2 ``cPickle`` lists such as ``train_list_pub.cP``), :func:`splits_from_lists` turns
   ``{split: ids}`` into ``{id: split}``; the lists shipped with the package live in
   ``data_pipelines/splits/`` (:func:`packaged_list`);
+* readers with clear errors: :func:`require_folder`, :func:`require_file`, :func:`read_lines`
+  (whitespace-separated list files such as DCASE's ``fold1_train.txt``);
 * :func:`top_n_tags`: the N most frequent columns of a clip x tag annotation matrix;
 * :func:`find_root`: where in ``manual_dir`` the audio (or an index file) actually is;
 * :func:`build_manifest`: entries (path, tags, split, artist, album, track) -> a ``Manifest``
@@ -36,6 +39,31 @@ from musicrep_jax.errors import UserError
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
 SAMPLE_RATES = (22050, 16000)  # The papers' rates: 22.05 kHz (SampleCNN), 16 kHz (MTAT native).
 PAPER_COUNTS = "paper"  # Sentinel: use the builder's published split sizes.
+
+
+def require_folder(path: str, what: str) -> str:
+  """``path`` as an absolute path; ``UserError`` naming ``what`` when it is not a folder."""
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.isdir(path):
+    raise UserError(f"{what} {path} does not exist (or is not a folder).")
+  return path
+
+
+def require_file(path: str, layout_hint: str) -> str:
+  """``path``; ``UserError`` with the expected layout when it is not a file."""
+  if not os.path.isfile(path):
+    raise UserError(f"{path} is missing; {layout_hint}")
+  return path
+
+
+def read_lines(path: str) -> list[tuple[int, list[str]]]:
+  """Non-blank lines of a text list as ``(line number, whitespace-separated fields)``.
+
+  Paths use ``/`` whatever the list was written with (some copies carry ``\\``).
+  """
+  with open(path, encoding="utf-8-sig") as f:
+    lines = [(n, line.replace("\\", "/").split()) for n, line in enumerate(f, start=1)]
+  return [(n, fields) for n, fields in lines if fields]
 
 
 def packaged_list(name: str) -> list[str]:

@@ -40,8 +40,9 @@ import os
 
 import tensorflow_datasets as tfds
 
-from data_pipelines import layout_files, prepare
-from data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row
+from data_pipelines import dataset_layouts as layouts
+from data_pipelines import prepare
+from data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row, stable_bucket
 from musicrep_jax import shard_schema
 from musicrep_jax.errors import UserError
 
@@ -59,7 +60,7 @@ def location_of(path: str) -> str:
 def read_labelled_list(path: str) -> list[tuple[str, str]]:
   """``(file, scene)`` pairs of a fold list; ``UserError`` naming a line without a scene."""
   pairs = []
-  for number, fields in layout_files.read_lines(path):
+  for number, fields in layouts.read_lines(path):
     if len(fields) < 2:
       raise UserError(f"Line {number} of {path} has no scene label (expected '<file>\\t<scene>').")
     pairs.append((fields[0], fields[1]))
@@ -72,7 +73,7 @@ def read_meta(path: str) -> dict[str, tuple[str, str]]:
     return {}
   return {fields[0]: (fields[1] if len(fields) > 1 else "",
                       fields[2] if len(fields) > 2 else location_of(fields[0]))
-          for _, fields in layout_files.read_lines(path)}
+          for _, fields in layouts.read_lines(path)}
 
 
 def read_dcase2017(manual_dir: str, fold: int = 1, validation_percent: int = 10) -> Manifest:
@@ -87,11 +88,11 @@ def read_dcase2017(manual_dir: str, fold: int = 1, validation_percent: int = 10)
     raise UserError(f"DCASE 2017 fold must be one of 1, 2, 3, 4; got {fold!r}.")
   if not 0 <= validation_percent < 100:
     raise UserError(f"validation_percent must be in 0..99; got {validation_percent}.")
-  root = layout_files.require_folder(manual_dir, "The DCASE 2017 folder")
+  root = layouts.require_folder(manual_dir, "The DCASE 2017 folder")
   setup = os.path.join(root, SETUP_DIR)
-  train = read_labelled_list(layout_files.require_file(
+  train = read_labelled_list(layouts.require_file(
       os.path.join(setup, f"fold{fold}_train.txt"), LAYOUT_HINT))
-  test = read_labelled_list(layout_files.require_file(
+  test = read_labelled_list(layouts.require_file(
       os.path.join(setup, f"fold{fold}_evaluate.txt"), LAYOUT_HINT))
   both = sorted({f for f, _ in train} & {f for f, _ in test})
   if both:
@@ -106,7 +107,7 @@ def read_dcase2017(manual_dir: str, fold: int = 1, validation_percent: int = 10)
   def split_of(path: str, listed: str) -> str:
     if listed == "test":
       return "test"
-    held_out = layout_files.stable_bucket(location[path]) < validation_percent
+    held_out = stable_bucket(location[path]) < validation_percent
     return "validation" if held_out else "train"
 
   rows = []

@@ -27,12 +27,12 @@ skipped rows leave gaps. Records keep the manifest order within each split.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 
 import tensorflow_datasets as tfds
 
-from data_pipelines.manifest_builder import SPLITS, Manifest, ManifestBuilder, Row
+from data_pipelines.manifest_builder import (SPLITS, Manifest, ManifestBuilder, Row,
+                                             stable_bucket)
 from musicrep_jax import shard_schema
 from musicrep_jax.errors import UserError
 
@@ -44,7 +44,7 @@ HASH_SPLIT_PERCENT = (80, 10, 10)  # train / validation / test.
 
 def hash_split(key: str) -> str:
   """A stable 80/10/10 split of ``key`` (sha256, identical across runs and machines)."""
-  bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 100
+  bucket = stable_bucket(key)
   train, validation, _ = HASH_SPLIT_PERCENT
   if bucket < train:
     return "train"

@@ -82,13 +82,23 @@ def probe(row: Row, min_seconds: float) -> str | None:
   return None
 
 
+def stable_bucket(key: str) -> int:
+  """``int(sha256(key)[:8 hex], 16) % 100``: the same bucket on every machine and run."""
+  return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 100
+
+
+def keys_in_several_splits(pairs) -> list:
+  """Keys (tracks, speakers, locations) of ``(key, split)`` pairs that occur in several splits,
+  sorted."""
+  splits: dict = {}
+  for key, split in pairs:
+    splits.setdefault(key, set()).add(split)
+  return sorted(k for k, s in splits.items() if len(s) > 1)
+
+
 def tracks_in_several_splits(rows) -> list[int]:
   """Track ids (>= 0) that appear in more than one split."""
-  splits: dict[int, set] = {}
-  for row in rows:
-    if row.track >= 0:
-      splits.setdefault(row.track, set()).add(row.split)
-  return sorted(t for t, s in splits.items() if len(s) > 1)
+  return keys_in_several_splits((row.track, row.split) for row in rows if row.track >= 0)
 
 
 def count_mismatches(actual: dict, expected: dict) -> list[str]:

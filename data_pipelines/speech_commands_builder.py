@@ -43,8 +43,10 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import audio_io, layout_files, prepare
-from data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row
+from data_pipelines import audio_io, prepare
+from data_pipelines import dataset_layouts as layouts
+from data_pipelines.manifest_builder import (Manifest, ManifestBuilder, Row,
+                                             keys_in_several_splits, stable_bucket)
 from musicrep_jax import shard_schema
 from musicrep_jax.errors import UserError
 
@@ -72,7 +74,7 @@ def word_folders(root: str) -> list[str]:
 
 def read_split_list(path: str) -> set[str]:
   """The ``<word>/<file>.wav`` entries of an official split list."""
-  return {fields[0] for _, fields in layout_files.read_lines(path)}
+  return {fields[0] for _, fields in layouts.read_lines(path)}
 
 
 def class_names(words: list[str], classes: str) -> tuple[str, ...]:
@@ -88,7 +90,7 @@ def word_class(word: str, classes: str) -> str:
 
 
 def silence_split(key: str) -> str:
-  bucket = layout_files.stable_bucket(key)
+  bucket = stable_bucket(key)
   train, validation, _ = SILENCE_SPLIT_PERCENT
   if bucket < train:
     return "train"
@@ -125,10 +127,10 @@ def read_speech_commands(manual_dir: str, classes: str = "all") -> Manifest:
   if classes not in CLASS_SETS:
     raise UserError(f"Speech Commands classes must be one of {', '.join(CLASS_SETS)}; got "
                     f"{classes!r}.")
-  root = layout_files.require_folder(manual_dir, "The Speech Commands folder")
-  validation = read_split_list(layout_files.require_file(
+  root = layouts.require_folder(manual_dir, "The Speech Commands folder")
+  validation = read_split_list(layouts.require_file(
       os.path.join(root, VALIDATION_LIST), LAYOUT_HINT))
-  test = read_split_list(layout_files.require_file(os.path.join(root, TESTING_LIST), LAYOUT_HINT))
+  test = read_split_list(layouts.require_file(os.path.join(root, TESTING_LIST), LAYOUT_HINT))
   both = sorted(validation & test)
   if both:
     raise UserError(f"{both[0]} is listed in both {VALIDATION_LIST} and {TESTING_LIST} "
@@ -188,7 +190,7 @@ class SpeechCommands(ManifestBuilder, skip_registration=True):
                       background_noise="silence class" if classes == "12" else "excluded"),
         **kwargs)
     speakers = manifest.id_names["artist"]
-    crossing = layout_files.keys_in_several_splits(
+    crossing = keys_in_several_splits(
         (speakers[r.artist], r.split) for r in manifest.rows if r.artist >= 0)
     if crossing:
       self.warnings.append(f"{len(crossing)} speaker(s) appear in several splits, e.g. "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_pipelines import dcase2017_builder, layout_files, speech_commands_builder
+from data_pipelines import dcase2017_builder, manifest_builder, speech_commands_builder
 from musicrep_jax import cli
 from musicrep_jax import shards as shards_lib
 from musicrep_jax.errors import UserError
@@ -204,7 +204,7 @@ def test_dcase2017_fold_splits_labels_and_mono(tmp_path):
   def expected_split(location):
     if location in EVALUATE_LOCATIONS:
       return "test"
-    return "validation" if layout_files.stable_bucket(location) < percent else "train"
+    return "validation" if manifest_builder.stable_bucket(location) < percent else "train"
 
   usable = {p: v for p, v in listed.items() if p not in (DCASE_CORRUPT, DCASE_MISSING)}
   records = split_records(shards)
