@@ -211,8 +211,10 @@ class LayoutBuilder(ManifestBuilder, skip_registration=True):
   def __init__(self, *, manual_dir: str | os.PathLike, config: str | None = None,
                expected_counts: dict | str | None = PAPER_COUNTS,
                min_seconds: float | None = None, resumable: bool = True,
-               layout_options: dict | None = None, **kwargs):
-    """Reads the layout now (``UserError`` on a missing annotation or list file).
+               layout_options: dict | None = None, manifest: Manifest | None = None,
+               **kwargs):
+    """Reads the layout now (``UserError`` on a missing annotation or list file), unless the
+    caller already did and passes its ``manifest``.
 
     Args:
       manual_dir: the user's copy of the dataset.
@@ -223,6 +225,8 @@ class LayoutBuilder(ManifestBuilder, skip_registration=True):
       min_seconds: files shorter than this are skipped (default: the variant's rule).
       resumable: keep a decode cache so a killed build restarts where it stopped.
       layout_options: extra arguments of :meth:`read_layout`.
+      manifest: ``read_layout(manual_dir, variant, **layout_options)`` if already read (MSD's
+        index is a million-row SQLite file: read it once).
       **kwargs: ``ManifestBuilder`` / TFDS arguments (``data_dir``, ``workers``, ``progress``,
         ``strict_counts``).
     """
@@ -232,7 +236,8 @@ class LayoutBuilder(ManifestBuilder, skip_registration=True):
       raise UserError(f"{self.name} has no configuration {config!r}; choose one of "
                       f"{', '.join(self.builder_configs)}.")
     manual_dir = check_manual_dir(manual_dir, self.name)
-    manifest = self.read_layout(manual_dir, chosen.variant, **(layout_options or {}))
+    if manifest is None:
+      manifest = self.read_layout(manual_dir, chosen.variant, **(layout_options or {}))
     if expected_counts == PAPER_COUNTS:
       expected_counts = self.paper_counts(chosen.variant, manifest)
     if min_seconds is None:
@@ -285,7 +290,8 @@ def prepare_layout(builder_cls, out_dir, *, manual_dir, sample_rate: int = 22050
     raise UserError(f"--sample-rate must be one of {', '.join(map(str, SAMPLE_RATES))} (the "
                     f"papers' rates), not {sample_rate}.")
   manual_dir = check_manual_dir(manual_dir, builder_cls.name)
-  builder_cls.read_layout(manual_dir, variant, **(layout_options or {}))  # Fail early.
+  # Read before out_dir is touched (input errors fail early); the builder reuses it.
+  manifest = builder_cls.read_layout(manual_dir, variant, **(layout_options or {}))
   params = {"manual_dir": manual_dir, "variant": variant, "sample_rate": int(sample_rate),
             "min_seconds": min_seconds, "strict_counts": strict_counts,
             "resumable": resumable, **(layout_options or {})}
@@ -294,4 +300,5 @@ def prepare_layout(builder_cls, out_dir, *, manual_dir, sample_rate: int = 22050
       builder_kwargs=dict(manual_dir=manual_dir, config=config_name(variant, sample_rate),
                           expected_counts=expected_counts, strict_counts=strict_counts,
                           min_seconds=min_seconds, resumable=resumable,
-                          layout_options=layout_options, workers=workers, progress=progress))
+                          layout_options=layout_options, manifest=manifest, workers=workers,
+                          progress=progress))
