@@ -62,9 +62,9 @@ def to_jsonable(value: Any) -> Any:
 
 def corpus_config_from_metadata(metadata: dict) -> synthetic_corpus.CorpusConfig:
   """``metadata["corpus_config"]`` (JSON: tuples became lists) -> the ``CorpusConfig`` built."""
-  fields = {k: tuple(v) if isinstance(v, list) else v
-            for k, v in metadata["corpus_config"].items()}
-  return synthetic_corpus.CorpusConfig(**fields)
+  from musicrep_jax.config_loading import constructor_kwargs
+
+  return synthetic_corpus.CorpusConfig(**constructor_kwargs(metadata["corpus_config"]))
 
 
 def instruments_multi_hot(instruments, num_instruments: int) -> np.ndarray:

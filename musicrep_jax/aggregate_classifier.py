@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from musicrep_jax import feature_extraction, metrics
+from musicrep_jax import config_loading, feature_extraction, metrics
 from musicrep_jax.errors import UserError
 
 STANDARDIZE = ("per_dim", "global", "none")
@@ -281,12 +281,8 @@ def run_selection(features_dir, scales: Selection = "all", levels: Selection = "
 
 def settings_from_config(classifier) -> ClassifierSettings:
   """``config.classifier`` (a ConfigDict or dict) -> ``ClassifierSettings``, naming bad keys."""
-  values = classifier.to_dict() if hasattr(classifier, "to_dict") else dict(classifier)
-  values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
-  try:
-    return ClassifierSettings(**values)
-  except TypeError as e:
-    raise UserError(f"config.classifier does not fit ClassifierSettings: {e}") from None
+  return config_loading.build_from_config(ClassifierSettings, classifier,
+                                          "config.classifier does not fit ClassifierSettings")
 
 
 def run_table(features_dir, config, *, sweep: bool, progress: bool = True) -> dict:

@@ -33,6 +33,25 @@ def resolve_config_spec(spec: str) -> str:
   return spec
 
 
+def constructor_kwargs(values) -> dict:
+  """A ``ConfigDict`` or dict -> keyword arguments, lists turned into tuples.
+
+  JSON round trips (``config.json``, dataset metadata) turn tuples into lists; frozen
+  dataclasses and Flax modules need hashable fields.
+  """
+  values = values.to_dict() if hasattr(values, "to_dict") else dict(values)
+  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
+
+
+def build_from_config(factory, values, what: str):
+  """``factory(**constructor_kwargs(values))``; keys that do not fit are a ``UserError``
+  ``"{what}: {the TypeError}"`` (``what`` names the config section and the target)."""
+  try:
+    return factory(**constructor_kwargs(values))
+  except TypeError as e:
+    raise UserError(f"{what}: {e}") from None
+
+
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """``"path/to/config.py[:arg]"`` -> the config its ``get_config(arg)`` returns."""
   path, _, arg = spec.partition(":")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import signal
 import time
@@ -58,8 +57,7 @@ def build_run(config: ml_collections.ConfigDict, shards) -> Run:
   mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
   sharding_lib.check_batch_size(config.batch_size, mesh)
   task = make_task(config)
-  kwargs = dict(config.model.kwargs.to_dict())
-  kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
+  kwargs = config_loading.constructor_kwargs(config.model.kwargs)
   kwargs.update(task.model_kwargs(shards))
   kwargs["dtype"] = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
   model_cls = MODELS.get(config.model.name)
@@ -87,13 +85,9 @@ def build_run(config: ml_collections.ConfigDict, shards) -> Run:
 
 def make_task(config: ml_collections.ConfigDict):
   """``TASKS[config.task.name](**config.task.kwargs)`` with a clear error for bad kwargs."""
-  kwargs = config.task.get("kwargs", None)
-  kwargs = {k: (tuple(v) if isinstance(v, list) else v)
-            for k, v in (kwargs.to_dict() if kwargs is not None else {}).items()}
-  try:
-    return TASKS.get(config.task.name)(**kwargs)
-  except TypeError as e:
-    raise UserError(f"config.task.kwargs do not fit task {config.task.name!r}: {e}") from None
+  return config_loading.build_from_config(
+      TASKS.get(config.task.name), config.task.get("kwargs", None) or {},
+      f"config.task.kwargs do not fit task {config.task.name!r}")
 
 
 def abstract_state(run: Run):

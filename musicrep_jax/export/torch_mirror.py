@@ -486,8 +486,9 @@ def build_mirror(family: str, kwargs: dict) -> nn.Module:
   """The PyTorch mirror of ``family`` built from the Flax model's fields (eval mode)."""
   if family not in MIRRORS:
     raise ValueError(f"no PyTorch mirror for model {family!r}; mirrored: {sorted(MIRRORS)}")
-  kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
-  return MIRRORS[family](**kwargs).eval()
+  from musicrep_jax.config_loading import constructor_kwargs
+
+  return MIRRORS[family](**constructor_kwargs(kwargs)).eval()
 
 
 @torch.no_grad()

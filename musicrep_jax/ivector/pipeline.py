@@ -44,11 +44,8 @@ MODELS_DIR = "ivector"
 
 
 def _dataclass_from(cls, section: ml_collections.ConfigDict, name: str):
-  values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in section.to_dict().items()}
-  try:
-    return cls(**values)
-  except TypeError as e:
-    raise UserError(f"config.{name} does not fit {cls.__name__}: {e}") from None
+  return config_loading.build_from_config(cls, section,
+                                          f"config.{name} does not fit {cls.__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
