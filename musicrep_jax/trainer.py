@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import signal
 import time
@@ -194,6 +195,27 @@ def _timing_path(workdir: pathlib.Path) -> pathlib.Path:
   return workdir / "timing.json"
 
 
+def _write_timing(workdir: pathlib.Path, timing: dict) -> None:
+  """Writes ``timing.json`` atomically (a temporary file, then a rename): a run killed while
+  writing leaves the previous file, never a truncated one."""
+  partial = _timing_path(workdir).with_suffix(".json.partial")
+  partial.write_text(json.dumps(timing))
+  os.replace(partial, _timing_path(workdir))
+
+
+def _read_timing(workdir: pathlib.Path) -> dict:
+  """The saved timing totals, or {} (with a note) when the file is missing or unreadable: the
+  file only feeds the timing report, so it must never block a resume."""
+  path = _timing_path(workdir)
+  if not path.exists():
+    return {}
+  try:
+    return dict(json.loads(path.read_text()))
+  except (OSError, ValueError, TypeError) as error:
+    print(f"Note: {path} is unreadable ({error}); timing totals restart from zero.", flush=True)
+    return {}
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           data_dir: Optional[str] = None) -> dict:
   """Trains (or resumes) a run in ``workdir``; returns a summary with the final test metrics."""
@@ -219,8 +241,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "steps": 0}
   if ckpt.latest_step() is not None:
     state, start = ckpt.restore_latest(abstract_state(run), train_it)
-    if _timing_path(workdir).exists():
-      timing.update(json.loads(_timing_path(workdir).read_text()))
+    timing.update(_read_timing(workdir))
     print(f"Resumed from {workdir / 'checkpoints' / str(start)} (step {start}).", flush=True)
   else:
     state, start = run.create_state(jax.random.key(c.seed)), 0
@@ -293,7 +314,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         t0 = time.perf_counter()
         ckpt.save(step, state, train_it)
         if is_main:
-          _timing_path(workdir).write_text(json.dumps(timing))
+          _write_timing(workdir, timing)
         timing["checkpoint_s"] += time.perf_counter() - t0
         interval_start = time.perf_counter()
       if stop_now:

@@ -209,3 +209,16 @@ def test_fsdp_checkpoint_restores_on_fewer_devices_and_goes_on(
                     env_extra={"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"})
   assert "Resumed from" in resumed.stdout and "(step 10)" in resumed.stdout
   _assert_trees_close(_final_params(workdir)["params"], _final_params(reference_run)["params"])
+
+
+def test_timing_file_is_written_atomically_and_a_broken_one_never_blocks_a_resume(tmp_path):
+  """A kill while ``timing.json`` was being written (found by CI: an empty file made the resume
+  crash): writes go through a rename, and an unreadable file is reported and ignored."""
+  from musicrep_jax import trainer
+
+  trainer._write_timing(tmp_path, {"train_s": 1.5, "steps": 3})
+  assert trainer._read_timing(tmp_path) == {"train_s": 1.5, "steps": 3}
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["timing.json"]
+  (tmp_path / "timing.json").write_text("")
+  assert trainer._read_timing(tmp_path) == {}
+  assert trainer._read_timing(tmp_path / "absent") == {}
