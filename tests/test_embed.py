@@ -6,7 +6,9 @@ Memory bound (stated): embedding one 10-minute 16 kHz file, the Python/numpy all
 decoded track alone takes 38.4 MB (``load_audio`` peaks at ~77 MB, checked as the control); and
 the process' peak RSS while embedding (VmHWM reset after loading and compiling) is at most
 ``RSS_SLACK_MB`` = 16 MB above embedding the same amount of audio as ten 1-minute files (same
-number of batches, so the same XLA runtime memory). Linux only (/proc).
+number of batches, so the same XLA runtime memory). Peak RSS of a fresh process varies by tens of
+MB from run to run (allocator arenas, thread stacks; once 19 MB in CI), so each side is the
+lower of two runs. Linux only (/proc).
 """
 
 import csv
@@ -166,6 +168,12 @@ def _ten_minute_wav(path):
   return path
 
 
+def _lowest_rss(workdir, data_dir, out, files, runs: int = 2) -> dict:
+  """The measurement with the lowest peak RSS of ``runs`` fresh processes."""
+  return min((_measure(workdir, data_dir, f"{out}_{i}", files) for i in range(runs)),
+             key=lambda m: m["peak_rss_mb"])
+
+
 def _measure(workdir, data_dir, out, files) -> dict:
   proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(workdir), str(data_dir),
                          str(out), *map(str, files)], cwd=REPO, capture_output=True, text=True,
@@ -189,8 +197,8 @@ def test_a_ten_minute_file_stays_within_the_memory_bound(workdir, tiny_data_dir,
   tracemalloc.stop()
   assert full_decode_mb > 38.0
 
-  streamed = _measure(workdir, tiny_data_dir, tmp_path / "o1", [long])
-  ten_short = _measure(workdir, tiny_data_dir, tmp_path / "o2", [one_minute] * 10)
+  streamed = _lowest_rss(workdir, tiny_data_dir, tmp_path / "o1", [long])
+  ten_short = _lowest_rss(workdir, tiny_data_dir, tmp_path / "o2", [one_minute] * 10)
   print(f"10-min file: {streamed}; ten 1-min files: {ten_short}; "
         f"full decode {full_decode_mb:.1f} MB")
   assert streamed["segments"] == 1464  # 600 s / 6561 samples = 1463.3 -> 1463 + tail
