@@ -124,7 +124,7 @@ def evaluate(run: Run, state, split: str) -> dict:
     pieces.append((outputs, {k: global_batch[k] for k in keep}))
   gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *_fetch(pieces))
   segments = dict(gathered[0], **gathered[1])
-  return run.task.clip_metrics(segments, num_clips=len(source), params=state.params)
+  return run.task.clip_metrics(segments, num_clips=len(source), variables={"params": state.params, "batch_stats": state.batch_stats})
 
 
 def _fetch(tree):

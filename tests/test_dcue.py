@@ -210,3 +210,40 @@ def test_multi_model_has_five_heads_matched_to_user_heads():
   # Identical positive and negatives: every hinge term is the margin, 2 users x 2 negatives
   # x 5 heads, summed.
   assert float(loss) == pytest.approx(0.2 * 2 * 2 * 5, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------ learning test
+
+
+@pytest.fixture(scope="module")
+def dcue_corpus(tmp_path_factory):
+  """480 synthetic clips of 1.5 s (384 training tracks, 48 cold-start test tracks), 200 users."""
+  from data_pipelines.prepare import prepare_synthetic
+
+  out = tmp_path_factory.mktemp("dcue_corpus")
+  prepare_synthetic(out, num_clips=480, seed=0, sample_rate=16000, clip_seconds=1.5,
+                    progress=False)
+  return out
+
+
+@pytest.mark.slow
+def test_dcue_beats_popularity_on_heldout_and_cold_start_tracks(dcue_corpus, tmp_path):
+  """Trained end to end (user table and audio CNN, paper 7's hinge on cosines), the model ranks
+  each user's held-out listens above popularity and ranks never-trained test tracks above
+  chance, where popularity knows nothing."""
+  from configs.dcue import get_config
+  from musicrep_jax import trainer
+
+  c = get_config("runlocal")
+  c.eval_every = c.checkpoint_every = c.num_train_steps  # 1,600 steps
+  c.progress_bar = False
+  summary = trainer.train(c, tmp_path / "run", data_dir=str(dcue_corpus))
+  assert summary["compilations"] == 1
+  result = trainer.evaluate_workdir(tmp_path / "run", "test", str(dcue_corpus))
+  assert result["cold/items"] == 48 and result["cold/users"] > 150, result
+  # Measured at 1,600 steps (seeds 0 and 1): warm 0.689 against popularity 0.648; cold start
+  # 0.606-0.607 against popularity's 0.5 (it has no counts for these tracks). At 1,200 steps
+  # the warm margin shrinks to 0.025.
+  assert result["warm/auc"] > result["popularity/warm/auc"] + 0.02, result
+  assert result["popularity/cold/auc"] < 0.53, result
+  assert result["cold/auc"] > 0.56, result

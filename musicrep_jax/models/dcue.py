@@ -10,6 +10,9 @@ Two branches into one space, scored by cosine similarity (the task's job):
   -> GAP -> ``Dense(dim)`` (linear).
 
 ``last_relu=False`` leaves conv5 linear (paper 10's branch) [option, not in paper 7].
+``batch_norm=True`` puts BatchNorm after every conv (before the ReLU and the pre-activation
+GAPs) [option, not in paper 7]: without it the random-initialised branch gives all tracks nearly
+the same vector (mean cosine 0.96), which the small runs here do not escape (``configs/dcue.py``).
 ``multi=True`` is paper 7's multi model: five heads matched pairwise, the final Dense output and
 the GAPs of the pre-activation outputs of conv5, conv4, conv3, conv2 on the item side, five
 user heads (shared Embed, separate Dense-ReLU-Dense, each sized to its item head) on the user
@@ -51,7 +54,7 @@ class UserHead(nn.Module):
 class DCUE(_MelInput):
   """Paper 7's basic (or ``multi``) DCUE model (module docstring).
 
-  ``__call__(audio [batch, input_length, 1], users int [n] or None)`` -> ``{"item_heads":
+  ``__call__(audio [batch, input_length, 1], users int [n] or None, train)`` -> ``{"item_heads":
   tuple of [batch, d_h], "embedding": [batch, dim] (the first item head), "user_heads": tuple
   of [n, d_h] (only with users)}``. ``embed_items`` / ``embed_users`` compute one side.
   """
@@ -65,6 +68,7 @@ class DCUE(_MelInput):
   user_hidden: int = 300
   multi: bool = False
   last_relu: bool = True
+  batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @property
@@ -76,15 +80,16 @@ class DCUE(_MelInput):
     if self.multi and len(self.channels) <= max(MULTI_LAYERS):
       raise ValueError(f"multi needs {max(MULTI_LAYERS) + 1} conv layers, got {self.channels}")
     self.audio = MelConvBranch(self.channels, self.kernel_sizes, self.pool_sizes,
-                               last_relu=self.last_relu, dtype=self.dtype)
+                               last_relu=self.last_relu, batch_norm=self.batch_norm,
+                               dtype=self.dtype)
     self.item_projection = nn.Dense(self.dim)
     self.user_table = nn.Embed(self.num_users, self.user_hidden)
     self.user_heads = [UserHead(self.user_hidden, d, name=f"user_head_{h}")
                        for h, d in enumerate(self.head_dims)]
 
-  def embed_items(self, audio: jnp.ndarray) -> tuple:
+  def embed_items(self, audio: jnp.ndarray, train: bool = False) -> tuple:
     """``[batch, input_length, 1]`` -> tuple of ``[batch, d_h]`` item heads (float32)."""
-    gap, pre_gaps = self.audio(self.mel(audio).astype(self.dtype))
+    gap, pre_gaps = self.audio(self.mel(audio).astype(self.dtype), train=train)
     heads = (self.item_projection(gap).astype(jnp.float32),)
     if self.multi:
       heads += tuple(pre_gaps[i] for i in MULTI_LAYERS)
@@ -97,8 +102,7 @@ class DCUE(_MelInput):
 
   def __call__(self, audio: jnp.ndarray, users: Optional[jnp.ndarray] = None,
                train: bool = False) -> dict:
-    del train  # No dropout or BatchNorm in this model.
-    heads = self.embed_items(audio)
+    heads = self.embed_items(audio, train=train)
     out = {"item_heads": heads, "embedding": heads[0]}
     if users is not None:
       out["user_heads"] = self.embed_users(users)

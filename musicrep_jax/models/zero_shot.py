@@ -25,16 +25,18 @@ from musicrep_jax.registry import MODELS
 class MelConvBranch(nn.Module):
   """Conv1D stack on ``[batch, frames, mels]`` -> ``(embedding [batch, channels[-1]], pre-
   activation GAPs of every conv layer [list of [batch, c]])``; ``last_relu`` applies the ReLU
-  after the last conv too (paper 7) or not (paper 10)."""
+  after the last conv too (paper 7) or not (paper 10); ``batch_norm`` adds BatchNorm after every
+  conv (neither paper has it; ``train`` selects batch statistics)."""
 
   channels: Sequence[int] = (128, 128, 128, 128, 100)
   kernel_sizes: Sequence[int] = (4, 4, 4, 2, 1)
   pool_sizes: Sequence[int] = (4, 4, 4, 2, 1)
   last_relu: bool = False
+  batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray) -> tuple:
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> tuple:
     if not len(self.channels) == len(self.kernel_sizes) == len(self.pool_sizes):
       raise ValueError("channels, kernel_sizes and pool_sizes need one entry per conv layer")
     pre_gaps = []
@@ -42,6 +44,8 @@ class MelConvBranch(nn.Module):
     for i, (c, k, p) in enumerate(zip(self.channels, self.kernel_sizes, self.pool_sizes)):
       x = nn.Conv(c, (k,), padding="SAME", kernel_init=nn.initializers.he_uniform(),
                   dtype=self.dtype)(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
       pre_gaps.append(jnp.mean(x, axis=1).astype(jnp.float32))
       if i < last or self.last_relu:
         x = nn.relu(x)

@@ -64,8 +64,9 @@ class Task:
     """Per-segment arrays ``[batch, ...]`` kept for ``clip_metrics`` (inside the eval step)."""
     raise NotImplementedError
 
-  def clip_metrics(self, segments: dict, num_clips: int, params: Any = None) -> dict:
+  def clip_metrics(self, segments: dict, num_clips: int, variables: Any = None) -> dict:
     """A whole split's segment outputs (numpy, with ``clip_index``, ``segment_valid`` and the
-    task's fields) -> ``{metric: float}``. ``params`` are the model parameters, for tasks whose
-    metrics need more than per-segment outputs (e.g. user embeddings)."""
+    task's fields) -> ``{metric: float}``. ``variables`` are the model's variables
+    (``{"params", "batch_stats"}``), for tasks whose metrics need more than per-segment outputs
+    (e.g. user embeddings)."""
     raise NotImplementedError

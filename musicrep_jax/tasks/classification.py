@@ -177,7 +177,7 @@ class ClassificationTask(Task):
     return {"probs": jax.nn.softmax(logits, axis=-1),
             "loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels)}
 
-  def clip_metrics(self, segments: dict, num_clips: int, params: Any = None) -> dict:
+  def clip_metrics(self, segments: dict, num_clips: int, variables: Any = None) -> dict:
     """Segment outputs of a whole split -> clip-level accuracy metrics and mean segment loss.
 
     Args:
@@ -185,9 +185,9 @@ class ClassificationTask(Task):
         ``eval_outputs``), the label field (``[S, C]`` or ``[S]``), ``clip_index`` ``[S]``,
         ``segment_valid`` ``[S]`` (False for padding rows).
       num_clips: clips in the split.
-      params: unused.
+      variables: unused.
     """
-    del params
+    del variables
     valid = np.asarray(segments["segment_valid"], bool)
     clip_index = np.asarray(segments["clip_index"])
     probs = np.asarray(segments["probs"])

@@ -327,33 +327,33 @@ class DcueTask(Task):
   def eval_outputs(self, outputs: dict, batch: dict) -> dict:
     return {"item_heads": outputs["item_heads"]}
 
-  def _embed_training_tracks(self, params, segments_per_clip: int) -> tuple[list, np.ndarray]:
+  def _embed_training_tracks(self, variables, segments_per_clip: int) -> tuple[list, np.ndarray]:
     """Head vectors and clip ids of the training split's tracks (the warm candidates)."""
     state = self._current()
     model = state["model"]
     embed = state.setdefault(("embed_items", model), jax.jit(
-        lambda p, a: model.apply({"params": p}, a, method="embed_items")))
+        lambda v, a: model.apply(v, a, method="embed_items")))
     source = state["shards"].source(self.train_split)
     pieces = []
     for batch in input_pipeline.eval_batches(
         source, segment_length=model.input_length, segments_per_clip=segments_per_clip,
         global_batch_size=self.eval_batch_size, fields=(), placement=self.eval_placement,
         process_index=0, process_count=1):
-      heads = embed(params, batch["audio"])
+      heads = embed(variables, batch["audio"])
       pieces.append(dict(item_heads=heads, clip_index=batch["clip_index"],
                          segment_valid=batch["segment_valid"], clip_id=batch["clip_id"]))
     segments = jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(pieces))
     heads, clip_ids, _ = clip_vectors(segments, len(source))
     return heads, clip_ids
 
-  def _user_heads(self, params, users: np.ndarray) -> list:
+  def _user_heads(self, variables, users: np.ndarray) -> list:
     state = self._current()
     model = state["model"]
     embed = state.setdefault(("embed_users", model), jax.jit(
-        lambda p, u: model.apply({"params": p}, u, method="embed_users")))
-    return [_unit(h) for h in jax.device_get(embed(params, jnp.asarray(users, jnp.int32)))]
+        lambda v, u: model.apply(v, u, method="embed_users")))
+    return [_unit(h) for h in jax.device_get(embed(variables, jnp.asarray(users, jnp.int32)))]
 
-  def clip_metrics(self, segments: dict, num_clips: int, params: Any = None) -> dict:
+  def clip_metrics(self, segments: dict, num_clips: int, variables: Any = None) -> dict:
     state = self._current()
     data = state["data"]
     cat = data.catalogue
@@ -365,10 +365,10 @@ class DcueTask(Task):
       warm_heads, warm_rows = heads, rows
     else:
       per_clip = int(np.bincount(np.asarray(segments["clip_index"])[valid]).max())
-      warm_heads, warm_clips = self._embed_training_tracks(params, per_clip)
+      warm_heads, warm_clips = self._embed_training_tracks(variables, per_clip)
       warm_rows = cat.rows_of_clips(warm_clips)
     users = data.trained_users()
-    user_heads = self._user_heads(params, users)
+    user_heads = self._user_heads(variables, users)
     cold = ~data.trained_items()[rows]
     out = {"clips": int(len(rows)), "cold/items": int(cold.sum()),
            **{f"data/{k}": v for k, v in data.summary().items()}}

@@ -303,7 +303,7 @@ class MetricLearningTask(Task):
       out.update(scores=scores, loss=self._head_loss(outputs, batch, per_row=True))
     return out
 
-  def clip_metrics(self, segments: dict, num_clips: int, params: Any = None) -> dict:
+  def clip_metrics(self, segments: dict, num_clips: int, variables: Any = None) -> dict:
     """Held-out retrieval, triplet accuracy, tagging and loss (module docstring) -> floats."""
     valid = np.asarray(segments["segment_valid"], bool)
     clip_index = np.asarray(segments["clip_index"])
@@ -313,7 +313,7 @@ class MetricLearningTask(Task):
     clip_emb = clip_emb[present]
     fields = _clip_fields(segments, clip_index, valid, num_clips, present,
                           metric_batches.label_fields(self.eval_labels + self.labels))
-    masks = (subspace_masks(params or {}, len(self.labels), seg_emb.shape[-1])
+    masks = (subspace_masks((variables or {}).get("params", {}), len(self.labels), seg_emb.shape[-1])
              if self.disentangled else None)
     out = {"clips": int(present.sum())}
     eval_cache = {}

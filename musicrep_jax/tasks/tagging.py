@@ -50,7 +50,7 @@ class TaggingTask(Task):
     per_tag = optax.sigmoid_binary_cross_entropy(outputs["logits"], batch["tags"])
     return {"scores": jax.nn.sigmoid(outputs["logits"]), "loss": jnp.mean(per_tag, axis=-1)}
 
-  def clip_metrics(self, segments: dict, num_clips: int, params=None) -> dict:
+  def clip_metrics(self, segments: dict, num_clips: int, variables=None) -> dict:
     """Segment outputs of a whole split -> clip-averaged ROC-AUC / PR-AUC, mean segment loss.
 
     Args:
@@ -59,9 +59,9 @@ class TaggingTask(Task):
         ``[segments]`` (the clip's position in the split), ``segment_valid`` ``[segments]``
         (False for padding rows).
       num_clips: clips in the split.
-      params: unused.
+      variables: unused.
     """
-    del params
+    del variables
     valid = np.asarray(segments["segment_valid"], bool)
     clip_index = np.asarray(segments["clip_index"])
     clip_labels = np.zeros((num_clips, segments["tags"].shape[-1]), np.float32)

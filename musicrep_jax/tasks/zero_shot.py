@@ -225,8 +225,8 @@ class ZeroShotTask(Task):
     t = losses.l2_normalize(outputs["label_embedding"])
     return {"scores": a @ t.T}
 
-  def clip_metrics(self, segments: dict, num_clips: int, params=None) -> dict:
-    del params
+  def clip_metrics(self, segments: dict, num_clips: int, variables=None) -> dict:
+    del variables
     side = self._current()
     valid = np.asarray(segments["segment_valid"], bool)
     clip_index = np.asarray(segments["clip_index"])
