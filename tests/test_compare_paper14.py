@@ -54,3 +54,16 @@ def test_compare_paper14_cli_writes_table_and_plots(tmp_path):
   for cell in results:
     assert len(cell["curves"]["target"]["seconds"]) == 2
     assert cell["curves"]["target"]["seconds"] == sorted(cell["curves"]["target"]["seconds"])
+  # The benchmark reuses the finished cells and writes its section and plot.
+  from bench import paper14_bench
+
+  doc = tmp_path / "benchmarks.md"
+  doc.write_text("# Benchmarks\n\nkept text\n")
+  bench_args = ["--out", str(out), "--size", "tiny", "--steps", "12", "--evals", "2",
+                "--write-doc", "--doc", str(doc)]
+  assert paper14_bench.main(bench_args)["cells"] == 8
+  paper14_bench.main(bench_args)
+  text = doc.read_text()
+  assert "kept text" in text and text.count(f"bench:{paper14_bench.SECTION}:begin") == 1
+  assert "| classification | yes | no |" in text and "- Machine: " in text
+  assert (tmp_path / "plots" / paper14_bench.PLOT_NAME).read_bytes() == png

@@ -18,7 +18,10 @@ def test_loss_bench_tiny_run_agrees_with_references_and_writes_its_section(tmp_p
   for name, k in result["kernels"].items():
     np.testing.assert_allclose(k["value"], k["reference_value"], rtol=1e-4, atol=1e-5,
                                err_msg=name)
-    assert k["jit_s"]["median"] > 0 and k["speedup"] > 0
+    # The in-step loop evaluates the kernel on x * (1 + i * 1e-7): the same value each time.
+    np.testing.assert_allclose(k["in_step_mean_value"], k["value"], rtol=1e-4, atol=1e-5,
+                               err_msg=name)
+    assert k["jit_s"]["median"] > 0 and k["speedup"] > 0 and k["speedup_in_step"] > 0
   out = capsys.readouterr().out
   assert "| triplet batch_hard | 12 | 4 |" in out
   loss_bench.main(args + ["--kernels", "softmax_cross_entropy"])
@@ -27,3 +30,4 @@ def test_loss_bench_tiny_run_agrees_with_references_and_writes_its_section(tmp_p
   assert text.count("<!-- bench:loss-kernels-b12-d4:begin -->") == 1
   assert "## Loss kernels, batch 12, dim 4" in text
   assert "| softmax_cross_entropy |" in text and "| triplet all |" not in text
+  assert (tmp_path / "plots" / "loss_kernels.png").stat().st_size > 1000
