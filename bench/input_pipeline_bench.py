@@ -5,7 +5,10 @@ into the cache once), measures
 
 * **pipeline**: the real training iterator (``Task.train_iterator``: Grain shuffle, repeat,
   random crop, batch, this process's slice) alone, samples/s after ``--warmup`` batches, for each
-  ``--workers`` count (0 = read in this process; N = N spawned Grain workers);
+  ``--workers`` count (0 = read in this process; N = N spawned Grain workers) and each
+  ``--sources``: ``shards`` (ArrayRecord: zstd decompression and TFDS parsing per example) and
+  ``memory`` (``config.data.cache_in_memory``: the split read into RAM once by
+  ``trainer.train_source``; the time of that one read is reported);
 * **model**: the real jitted train step of the same config (``trainer.build_run``) fed one real
   batch again and again, samples/s without compilation.
 
@@ -40,6 +43,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[
   p.add_argument("--config", default="demo", help="configs/X.py[:arg] or a name (default demo)")
   p.add_argument("--data-dir", default=None, help="prepared shards (default: embedded corpus)")
   p.add_argument("--workers", default="0,2", help="comma-separated Grain worker counts")
+  p.add_argument("--sources", default="shards,memory",
+                 help="comma-separated: shards (read per example), memory (cached split)")
   p.add_argument("--batches", type=int, default=100, help="timed batches per worker count")
   p.add_argument("--warmup", type=int, default=10, help="untimed batches first (default 10)")
   p.add_argument("--steps", type=int, default=5, help="timed train steps per repeat")
@@ -52,12 +57,26 @@ def parse_args(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[
   return args, overrides
 
 
-def pipeline_rate(run, num_workers: int, batches: int, warmup: int) -> dict:
-  """Samples/s of this process's training batches, shards -> numpy, after ``warmup``."""
+def training_source(run, kind: str):
+  """``(source, seconds to build it)``: the shards, or the split cached in memory."""
+  if kind not in ("shards", "memory"):
+    raise SystemExit(f"--sources: unknown source {kind!r} (shards or memory)")
+  from musicrep_jax import trainer
+
+  config = run.config.copy_and_resolve_references()
+  config.data.cache_in_memory = kind == "memory"
+  config.progress_bar = False
+  t0 = time.perf_counter()
+  source = trainer.train_source(config, run.shards)
+  return source, time.perf_counter() - t0
+
+
+def pipeline_rate(run, source, num_workers: int, batches: int, warmup: int) -> dict:
+  """Samples/s of this process's training batches, source -> numpy, after ``warmup``."""
   c = run.config
-  it = run.task.train_iterator(run.shards.source(c.data.train_split),
-                               crop_length=run.input_length, global_batch_size=c.batch_size,
-                               seed=c.seed, num_workers=num_workers, shards=run.shards)
+  it = run.task.train_iterator(source, crop_length=run.input_length,
+                               global_batch_size=c.batch_size, seed=c.seed,
+                               num_workers=num_workers, shards=run.shards)
   t0 = time.perf_counter()
   for _ in range(warmup):
     batch = next(it)
@@ -102,11 +121,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
   config = config_loading.load_config(config_loading.resolve_config_spec(args.config), overrides)
   run = trainer.build_run(config, resolve_shards(config, args.data_dir))
-  pipelines = [pipeline_rate(run, int(w), args.batches, args.warmup)
-               for w in args.workers.split(",")]
+  pipelines = []
+  for kind in args.sources.split(","):
+    source, load_s = training_source(run, kind.strip())
+    for w in args.workers.split(","):
+      pipelines.append(dict(pipeline_rate(run, source, int(w), args.batches, args.warmup),
+                            source=kind.strip(), load_s=load_s))
   batch = next(run.task.train_iterator(
-      run.shards.source(config.data.train_split), crop_length=run.input_length,
-      global_batch_size=config.batch_size, seed=config.seed, num_workers=0, shards=run.shards))
+      source, crop_length=run.input_length, global_batch_size=config.batch_size,
+      seed=config.seed, num_workers=0, shards=run.shards))
   model = model_rate(run, batch, args.steps, args.repeats)
   best = max(pipelines, key=lambda p: p["samples_per_s"])
   import os
@@ -118,11 +141,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "date": datetime.date.today().isoformat(),
        "command": "python -m bench.input_pipeline_bench " + shlex.join(
            list(argv) if argv is not None else sys.argv[1:])}
-  rows = ["| Grain workers | pipeline samples/s | batches/s | start-up s | model samples/s | "
-          "headroom |", "|---|---|---|---|---|---|"]
+  rows = ["| source | Grain workers | pipeline samples/s | batches/s | cache read s | "
+          "start-up s | model samples/s | headroom |", "|---|---|---|---|---|---|---|---|"]
   for p in pipelines:
-    rows.append(f"| {p['workers']} | {p['samples_per_s']:.0f} | {p['batches_per_s']:.1f} | "
-                f"{p['startup_s']:.2f} | {model['samples_per_s']:.1f} | "
+    load = f"{p['load_s']:.2f}" if p["source"] == "memory" else "-"
+    rows.append(f"| {p['source']} | {p['workers']} | {p['samples_per_s']:.0f} | "
+                f"{p['batches_per_s']:.1f} | {load} | {p['startup_s']:.2f} | "
+                f"{model['samples_per_s']:.1f} | "
                 f"{p['samples_per_s'] / model['samples_per_s']:.1f}x |")
   table = "\n".join(rows)
   print(table)

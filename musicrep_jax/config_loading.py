@@ -126,6 +126,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the values every trainer config must have sensible, naming the key on failure."""
   positive = ["batch_size", "num_train_steps", "log_every", "eval_every", "checkpoint_every",
               "data.sample_rate", "data.segments_per_clip"]
+  if config.data.get("cache_in_memory", False):
+    positive.append("data.cache_max_mb")
   for key in positive:
     node = config
     for part in key.split("."):

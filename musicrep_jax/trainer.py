@@ -100,10 +100,21 @@ def abstract_state(run: Run):
                       shapes, run.create_state.state_sharding)
 
 
+def train_source(c: ml_collections.ConfigDict, shards):
+  """The training split's records: the shards, or all of them in memory when
+  ``config.data.cache_in_memory`` (``input_pipeline.load_in_memory``)."""
+  source = shards.source(c.data.train_split)
+  if not c.data.get("cache_in_memory", False):
+    return source
+  return input_pipeline.load_in_memory(
+      source, max_megabytes=c.data.get("cache_max_mb", 4096),
+      progress=c.get("progress_bar", True) and jax.process_index() == 0)
+
+
 def make_train_iterator(run: Run):
   c = run.config
   return run.task.train_iterator(
-      run.shards.source(c.data.train_split), crop_length=run.input_length,
+      train_source(c, run.shards), crop_length=run.input_length,
       global_batch_size=c.batch_size, seed=c.seed, num_workers=c.data.num_workers,
       shards=run.shards)
 
