@@ -122,6 +122,28 @@ def test_crops_are_windows_of_the_clip():
   assert len(set(starts)) > 10  # Random starts, not always the same window.
 
 
+def test_counter_based_draws_are_uniform_and_keyed():
+  u = ip.uniform_from_counter(7, np.arange(70_000))
+  assert u.min() >= 0.0 and u.max() < 1.0
+  counts = np.bincount(np.floor(u * 7).astype(int), minlength=7)
+  np.testing.assert_allclose(counts / 10_000, 1.0, atol=0.04)  # 7 crop positions, each ~1/7
+  assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.02  # consecutive counters unrelated
+  np.testing.assert_array_equal(u[123:456], ip.uniform_from_counter(7, np.arange(123, 456)))
+  assert np.abs(ip.uniform_from_counter(8, np.arange(100)) - u[:100]).min() > 0
+
+
+def test_cached_split_gives_the_same_batches_and_respects_its_limit(tiny_data_dir):
+  from musicrep_jax.shards import open_shards
+
+  source = open_shards(tiny_data_dir).source("train")
+  cached = ip.load_in_memory(source, max_megabytes=100, progress=False)
+  assert len(cached) == len(source) and cached.split == "train"
+  _assert_batches_equal(_take(_train(source, fields=("tags", "artist")), 3),
+                        _take(_train(cached, fields=("tags", "artist")), 3))
+  with pytest.raises(UserError, match=r"cache_max_mb=0.01 MB \(passed it at record 0 of"):
+    ip.load_in_memory(source, max_megabytes=0.01, progress=False)
+
+
 def test_deterministic_for_seed_and_seeds_differ():
   source = ip.InMemorySource(_records(10))
   a = _take(_train(source, seed=3), 4)
