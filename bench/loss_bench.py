@@ -35,7 +35,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from bench.report import DOC, machine, machine_line, pin_threads, replace_section, summarize
+from bench.report import (DOC, load_line, machine, machine_line, pin_threads, replace_section,
+                          summarize)
 
 COLUMNS = ("kernel", "batch", "dim", "per-sample loop ms (min)", "jitted call ms (min)",
            "speed-up per call", "in-step ms (min)", "speed-up in step",
@@ -373,8 +374,7 @@ def doc_section(r: dict) -> str:
       "",
       f"- Date: {r['date']}",
       machine_line(r["machine"], r["threads"]),
-      f"- 1-minute load average when it started: {r['load_average']:.2f} (2 CPUs: above ~1 "
-      "means other work shared the machine).",
+      load_line(r["load_average"]),
       f"- Command: `{r['command']}`",
       "",
       table(r),

@@ -70,6 +70,12 @@ def machine() -> dict:
   return info
 
 
+def load_line(load_average: float) -> str:
+  """One markdown line saying how busy the machine was when a benchmark started."""
+  return (f"- 1-minute load average when it started: {load_average:.2f} (above ~1 on 2 CPUs "
+          "means other work shared the machine and timings are noisy).")
+
+
 def machine_line(info: dict, threads: int) -> str:
   """One markdown line describing the machine for a results section."""
   return (f"- Machine: {info['cpu']}, {info['cpus_online']} CPUs online, {threads} used; "

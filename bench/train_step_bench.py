@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import re
 import shlex
@@ -32,11 +33,13 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from bench.report import (DOC, REPO, machine, pin_threads, replace_section, summarize,
-                          time_repeats)
+from bench.report import (DOC, REPO, load_line, machine, pin_threads, replace_section,
+                          summarize, time_repeats)
+
 COLUMNS = ("config", "batch", "threads", "compile s", "JAX steps/s", "JAX samples/s",
            "torch steps/s", "JAX/torch", "GFLOP/step (XLA)", "achieved GFLOP/s",
-           "SGEMM GFLOP/s", "% of SGEMM", "compilations")
+           "SGEMM GFLOP/s", "% of SGEMM", "step memory GiB (XLA)", "peak RSS GiB",
+           "compilations")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -184,11 +187,25 @@ def bench_jax(args, channels) -> dict:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   steps_s = summarize(rates)
-  return {"compile_s": counter.seconds, "first_call_s": first_call_s,
+  memory = compiled.memory_analysis()
+  stats = jax.devices()[0].memory_stats() or {}
+  return {"step_memory_bytes": (float("nan") if memory is None else
+                                memory.argument_size_in_bytes + memory.output_size_in_bytes +
+                                memory.temp_size_in_bytes - memory.alias_size_in_bytes),
+          "device_peak_bytes": stats.get("peak_bytes_in_use"),
+          "peak_rss_bytes": peak_rss_bytes(),
+          "compile_s": counter.seconds, "first_call_s": first_call_s,
           "steps_per_s": steps_s, "samples_per_s": args.batch * steps_s["median"],
           "compilations": counter.count, "jit_cache_size": step._cache_size(),
           "xla_flops_per_step": float(cost.get("flops", float("nan"))),
           "mean_loss": loss, "devices": len(jax.devices()), "platform": jax.default_backend()}
+
+
+def peak_rss_bytes() -> int:
+  """This process's peak resident set size so far (Linux reports KiB)."""
+  import resource
+
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def bench_torch(args, channels, threads: int) -> dict:
@@ -264,7 +281,8 @@ def markdown_row(r: dict) -> str:
            f"{r['jax_over_torch']:.2f}" if torch_r else "-",
            f"{jax_r['xla_flops_per_step'] / 1e9:.3g}", f"{r['achieved_gflops']:.3g}",
            f"{gemm['peak_gflops']:.1f}", f"{100 * r['fraction_of_sgemm']:.1f}",
-           jax_r["compilations"]]
+           f"{jax_r['step_memory_bytes'] / 2 ** 30:.2f}",
+           f"{jax_r['peak_rss_bytes'] / 2 ** 30:.2f}", jax_r["compilations"]]
   return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
@@ -279,8 +297,8 @@ def doc_section(r: dict) -> str:
       "",
       f"- Date: {r['date']}",
       f"- Machine: {m['cpu']}, {m['cpus_online']} CPUs online, {r['threads']} used "
-      f"(XLA CPU threads = torch.set_num_threads = {r['threads']}); shared machine, "
-      "other jobs were running, so timings are noisy.",
+      f"(XLA CPU threads = torch.set_num_threads = {r['threads']}).",
+      load_line(r["load_average"]),
       f"- Versions: Python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}, torch {m['torch']}",
       f"- Command: `{r['command']}`",
       f"- Timing: compile = JAX trace + lowering + XLA compile of the step (first call "
@@ -288,7 +306,11 @@ def doc_section(r: dict) -> str:
       f"{r['repeats']} repeats of {r['steps']} steps after {r['warmup']} warm-up step(s); "
       f"SGEMM = {r['sgemm']['size']}^3 float32 matmul, NumPy {r['sgemm']['numpy_gflops']:.1f} / "
       f"XLA {r['sgemm']['xla_gflops']:.1f} GFLOP/s; analytic conv FLOPs "
-      f"{r['analytic_flops_per_step'] / 1e9:.3g} GFLOP/step.",
+      f"{r['analytic_flops_per_step'] / 1e9:.3g} GFLOP/step. Memory: XLA's compiled step "
+      "(arguments + outputs + temporaries - aliased buffers); peak RSS of the process after the "
+      "JAX runs, before PyTorch runs"
+      + (f"; device peak {r['jax']['device_peak_bytes'] / 2 ** 30:.2f} GiB."
+         if r["jax"].get("device_peak_bytes") else "."),
       "",
       table_header(),
       markdown_row(r),
@@ -305,6 +327,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
   if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
     raise SystemExit("--steps and --repeats must be >= 1, --warmup >= 0")
   threads = pin_threads(args.threads)  # before JAX creates its thread pool
+  load_average = os.getloadavg()[0]
   channels = parse_channels(args.channels)
   jax_r = bench_jax(args, channels)
   torch_r = None if args.no_torch else bench_torch(args, channels, threads)
@@ -313,6 +336,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
   achieved = jax_r["xla_flops_per_step"] * jax_r["steps_per_s"]["median"] / 1e9
   key_channels = channels or paper_channels(args.n)
   r = {"config": config_key(args, channels), "batch": args.batch, "threads": threads,
+       "load_average": load_average,
        "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
        "jax": jax_r, "torch": torch_r, "sgemm": gemm, "achieved_gflops": achieved,
        "fraction_of_sgemm": achieved / gemm["peak_gflops"],

@@ -89,6 +89,9 @@ def test_bench_tiny_jax_run_prints_json_with_one_compilation():
   assert result["jax"]["steps_per_s"]["median"] > 0
   assert result["jax"]["compilations"] == 1
   assert result["jax"]["xla_flops_per_step"] > 0
+  # The step's buffers hold at least the batch (4 x 243 float32) and the process holds JAX.
+  assert result["jax"]["step_memory_bytes"] >= 4 * 243 * 4
+  assert result["jax"]["peak_rss_bytes"] > 100 * 2 ** 20
   assert result["torch"] is None
 
 
