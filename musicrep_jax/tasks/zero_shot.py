@@ -1,10 +1,18 @@
 """Zero-shot tagging with side information (papers 10 and 11; papers.md 11 and 12).
 
 Model: ``models/zero_shot.py`` (audio branch and a linear label branch into one space, cosine
-score). Side information: word vectors of the tag words from a standard file
-(``word_vectors``: word2vec text/binary or GloVe; e.g. ``musicrep word2vec``'s
-``vectors.txt``, paper 12), a multi-word tag being the mean of its words; tags without a vector
-take no part.
+score). Side information (``side_info``):
+
+* ``"word_vectors"``: word vectors of the tag words from a standard file (``word_vectors``:
+  word2vec text/binary or GloVe; e.g. ``musicrep word2vec``'s ``vectors.txt``, paper 12), a
+  multi-word tag being the mean of its words; tags without a vector take no part;
+* ``"attributes"``: paper 10's attribute setup (papers.md 11.1: FMA genres described by
+  OpenMIC instruments): the labels are the tags named in ``attribute_labels`` (the embedded
+  corpus: its 8 genres), each described by a ``2 * len(attribute_tags)`` vector built from the
+  clips of ``attribute_split`` that carry it (:func:`attribute_vectors`: per attribute tag, a
+  positive slot counting the label's clips with it and a negative slot counting those without,
+  then the vector standardised); every other tag takes no part. [choice] the counts come from
+  the training split's annotations (the paper accumulates OpenMIC's over each genre's tracks).
 
 Split (papers.md 11.1, ``zsl_split``): the tags with vectors are split at random into
 ``seen_fraction`` seen (X) and unseen (Y) tags (seeded by ``split_seed``). Instances: A =
@@ -57,6 +65,29 @@ from musicrep_jax.tasks.base import Task
 from musicrep_jax.word_vectors import load_word_vectors
 
 TRAIN_SETS = ("A", "B", "AB")
+SIDE_INFORMATION = ("word_vectors", "attributes")
+
+
+def attribute_vectors(tags: np.ndarray, label_columns, attribute_columns) -> np.ndarray:
+  """Paper 10's attribute side information (module docstring).
+
+  Args:
+    tags: bool ``[clips, tags]`` annotations.
+    label_columns, attribute_columns: tag indices of the labels and of the attributes.
+
+  Returns:
+    float32 ``[labels, 2 * attributes]``: for each label, ``[count with a for a in attributes]
+    + [count without a]`` over the clips carrying it, standardised (zero mean, unit variance;
+    a label on no clip gets zeros).
+  """
+  tags = np.asarray(tags, bool)
+  out = np.zeros((len(label_columns), 2 * len(attribute_columns)), np.float32)
+  for row, label in enumerate(label_columns):
+    clips = tags[tags[:, label]][:, list(attribute_columns)]
+    counts = np.concatenate([clips.sum(0), (~clips).sum(0)]).astype(np.float64)
+    if len(clips):
+      out[row] = (counts - counts.mean()) / max(counts.std(), 1e-12)
+  return out
 
 
 def zsl_split(tag_names, usable: np.ndarray, seen_fraction: float, seed: int) -> np.ndarray:
@@ -131,6 +162,10 @@ class ZeroShotTask(Task):
   margin: float = 0.4
   train_tag_names: tuple = ()
   word_vectors_config: str = ""
+  side_info: str = "word_vectors"
+  attribute_labels: tuple = ()
+  attribute_tags: tuple = ()
+  attribute_split: str = "train"
   fields: tuple = ("tags",)
   metric_names: tuple = ("loss",)
   higher_is_better: tuple = ("auc_l_unseen", "auc_i_unseen", "auc_l_seen", "auc_i_all",
@@ -150,14 +185,40 @@ class ZeroShotTask(Task):
                     "(word2vec text/binary or GloVe, e.g. the vectors.txt of `musicrep "
                     "word2vec`).")
 
-  def _side(self, tag_names: tuple) -> dict:
+  def _attribute_matrix(self, shards, tag_names: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors [T, 2A], usable [T])``: attribute vectors of the ``attribute_labels``."""
+    columns = {}
+    for key in ("attribute_labels", "attribute_tags"):
+      names = tuple(getattr(self, key))
+      missing = [n for n in names if n not in tag_names]
+      if not names or missing:
+        raise UserError(f"config.task.kwargs.{key} must name tags of {shards.dataset_dir}; "
+                        f"{'it is empty' if not names else f'unknown: {missing}'}.")
+      columns[key] = [tag_names.index(n) for n in names]
+    if self.attribute_split not in shards.split_sizes:
+      raise UserError(f"config.task.kwargs.attribute_split={self.attribute_split!r} is not a "
+                      f"split of {shards.dataset_dir}.")
+    tags = read_label_records(shards.source(self.attribute_split), ("tags",))["tags"] > 0
+    rows = attribute_vectors(tags, columns["attribute_labels"], columns["attribute_tags"])
+    vectors = np.zeros((len(tag_names), rows.shape[1]), np.float32)
+    vectors[columns["attribute_labels"]] = rows
+    usable = np.zeros(len(tag_names), bool)
+    usable[columns["attribute_labels"]] = tags[:, columns["attribute_labels"]].any(0)
+    return vectors, usable
+
+  def _side(self, tag_names: tuple, shards: Any = None) -> dict:
     cache = self.__dict__.setdefault("_cache", {})
     if tag_names not in cache:
-      path = self.word_vectors_path()
       if self.train_set not in TRAIN_SETS:
         raise UserError(f"config.task.kwargs.train_set={self.train_set!r} is not one of "
                         f"{', '.join(TRAIN_SETS)}.")
-      vectors, usable = load_word_vectors(path).label_matrix(tag_names)
+      if self.side_info not in SIDE_INFORMATION:
+        raise UserError(f"config.task.kwargs.side_info={self.side_info!r} is "
+                        f"not one of {', '.join(SIDE_INFORMATION)}.")
+      if self.side_info == "attributes":
+        vectors, usable = self._attribute_matrix(shards, tag_names)
+      else:
+        vectors, usable = load_word_vectors(self.word_vectors_path()).label_matrix(tag_names)
       train_names = tuple(self.train_tag_names) or tag_names
       train_usable = np.array([n in tag_names and usable[tag_names.index(n)] or
                                n not in tag_names for n in train_names])
@@ -170,7 +231,7 @@ class ZeroShotTask(Task):
   def side_information(self, shards) -> dict:
     """``{"vectors": float32 [T, dim], "seen": bool [T], "unseen": bool [T]}`` of the shards'
     tags."""
-    return self._side(tuple(shards.tag_names))
+    return self._side(tuple(shards.tag_names), shards)
 
   def _current(self) -> dict:
     cache = self.__dict__.get("_cache")
