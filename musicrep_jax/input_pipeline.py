@@ -32,6 +32,7 @@ with rows whose ``segment_valid`` is False.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
@@ -196,7 +197,8 @@ def uniform_from_counter(key: int, counters: np.ndarray) -> np.ndarray:
 
 class TrainBatches:
   """Global step ``s`` -> this process's training batch (module docstring). Picklable (Grain
-  workers); keeps the permutations of the last two epochs it used.
+  workers) and safe to call from Grain's reading threads; keeps the permutations of the last two
+  epochs it used.
 
   Batch: ``audio`` float32 ``[local_batch, crop_length, 1]`` in [-1, 1), a uniformly drawn
   window of each clip (clips shorter than ``crop_length`` zero-padded at the end), ``clip_id``
@@ -214,15 +216,25 @@ class TrainBatches:
     self._crop_key = int(np.random.SeedSequence((self.seed, _CROP_STREAM)).generate_state(
         1, np.uint64)[0])
     self._orders: dict[int, np.ndarray] = {}
+    self._lock = threading.Lock()
+
+  def __getstate__(self) -> dict:
+    return {k: v for k, v in self.__dict__.items() if k not in ("_orders", "_lock")}
+
+  def __setstate__(self, state: dict) -> None:
+    self.__dict__.update(state, _orders={}, _lock=threading.Lock())
 
   def epoch_order(self, epoch: int) -> np.ndarray:
     """int64 ``[N]``: the record at each position of epoch ``epoch`` (``perm_e``)."""
-    if epoch not in self._orders:
-      if len(self._orders) >= 2:
-        self._orders.pop(min(self._orders))
-      self._orders[epoch] = np.random.default_rng(
-          (self.seed, _SHUFFLE_STREAM, epoch)).permutation(self.num_records)
-    return self._orders[epoch]
+    with self._lock:
+      order = self._orders.get(epoch)
+      if order is None:
+        order = np.random.default_rng((self.seed, _SHUFFLE_STREAM, epoch)).permutation(
+            self.num_records)
+        if len(self._orders) >= 2:
+          self._orders.pop(min(self._orders))
+        self._orders[epoch] = order
+      return order
 
   def elements(self, step: int) -> np.ndarray:
     """int64 ``[local_batch]``: the global-stream elements ``g`` of this process's batch."""
