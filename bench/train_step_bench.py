@@ -147,11 +147,11 @@ def bench_jax(args, channels) -> dict:
   import ml_collections
   import numpy as np
 
-  from configs import samplecnn_mtat
+  from musicrep_jax.config_loading import load_config_file, resolve_config_spec
   from musicrep_jax import optimizers, sharding, train_step
   from musicrep_jax.tasks.tagging import TaggingTask
 
-  config = samplecnn_mtat.get_config()
+  config = load_config_file(resolve_config_spec("samplecnn_mtat"))
   model = flax_model(args, channels)
   task = TaggingTask()
   tx = optimizers.make_optimizer(ml_collections.ConfigDict(config.optimizer),

@@ -39,10 +39,10 @@ def parse_args(argv):
 
 
 def bench_text(repeat: int) -> list:
-  from configs.word2vec import get_config
+  from musicrep_jax.config_loading import load_config_file, resolve_config_spec
   from musicrep_jax.word2vec import pipeline, text
 
-  config = get_config()
+  config = load_config_file(resolve_config_spec("word2vec"))
   m = config.music
   music = text.catalogue_music_sentences(
       pipeline.catalogue(config, None), splits=tuple(m.splits), holdout_split=m.holdout_split,

@@ -79,13 +79,16 @@ def test_bench_help():
   assert "--no-torch" in proc.stdout and "--write-doc" in proc.stdout
 
 
-def test_bench_tiny_jax_run_prints_json_with_one_compilation():
+def test_bench_tiny_jax_run_prints_json_with_one_compilation(tmp_path):
+  # Through the installed CLI from outside the checkout: bench/ and configs/ must resolve.
   proc = subprocess.run(
-      [*BENCH, "--no-torch", "--steps", "2", "--repeats", "1", "--m", "3", "--n", "3",
-       "--channels", "4,4,4,8,8", "--batch", "4", "--gemm-size", "128"],
-      cwd=REPO, capture_output=True, text=True, timeout=120)
+      [sys.executable, "-m", "musicrep_jax.cli", "bench", "train-step", "--no-torch", "--steps",
+       "2", "--repeats", "1", "--m", "3", "--n", "3", "--channels", "4,4,4,8,8", "--batch", "4",
+       "--gemm-size", "128"],
+      cwd=tmp_path, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-4000:]
-  result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+  # The bench's own JSON line comes first; the CLI's flat summary follows it.
+  result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][0])
   assert result["jax"]["steps_per_s"]["median"] > 0
   assert result["jax"]["compilations"] == 1
   assert result["jax"]["xla_flops_per_step"] > 0
