@@ -22,10 +22,17 @@ TINY_CONFIG = str(REPO / "tests" / "tiny_config.py")
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
   """120 synthetic clips of 2 s at 16 kHz, prepared once (ArrayRecord)."""
+  return synthetic_shards(tmp_path_factory, "tiny_synthetic", num_clips=120, clip_seconds=2.0)
+
+
+def synthetic_shards(tmp_path_factory, name: str, *, num_clips: int, clip_seconds: float,
+                     seed: int = 0) -> pathlib.Path:
+  """The embedded corpus at 16 kHz prepared into a fresh temporary folder ``name``."""
   from data_pipelines.prepare import prepare_synthetic
 
-  out = tmp_path_factory.mktemp("tiny_synthetic")
-  prepare_synthetic(out, num_clips=120, seed=0, sample_rate=16000, clip_seconds=2.0)
+  out = tmp_path_factory.mktemp(name)
+  prepare_synthetic(out, num_clips=num_clips, seed=seed, sample_rate=16000,
+                    clip_seconds=clip_seconds, progress=False)
   return out
 
 

@@ -13,6 +13,7 @@ from musicrep_jax import shards as shards_lib
 from musicrep_jax.errors import UserError
 from musicrep_jax.tasks import classification
 from musicrep_jax.tasks.classification import ClassificationTask
+from tests.conftest import synthetic_shards
 
 
 def naive_top_k(scores, labels, k):
@@ -101,12 +102,7 @@ MIN_HELD_OUT_ACCURACY = 0.25
 
 @pytest.fixture(scope="module")
 def genre_data_dir(tmp_path_factory):
-  from data_pipelines.prepare import prepare_synthetic
-
-  out = tmp_path_factory.mktemp("genre_corpus")
-  prepare_synthetic(out, num_clips=300, seed=0, sample_rate=16000, clip_seconds=2.0,
-                    progress=False)
-  return out
+  return synthetic_shards(tmp_path_factory, "genre_corpus", num_clips=300, clip_seconds=2.0)
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from musicrep_jax.input_pipeline import InMemorySource, iterate_batches
 from musicrep_jax.models.dcue import DCUE
 from musicrep_jax.shards import open_shards
 from musicrep_jax.tasks import dcue
+from tests.conftest import synthetic_shards
 
 
 @pytest.fixture(scope="module")
@@ -218,12 +219,7 @@ def test_multi_model_has_five_heads_matched_to_user_heads():
 @pytest.fixture(scope="module")
 def dcue_corpus(tmp_path_factory):
   """480 synthetic clips of 1.5 s (384 training tracks, 48 cold-start test tracks), 200 users."""
-  from data_pipelines.prepare import prepare_synthetic
-
-  out = tmp_path_factory.mktemp("dcue_corpus")
-  prepare_synthetic(out, num_clips=480, seed=0, sample_rate=16000, clip_seconds=1.5,
-                    progress=False)
-  return out
+  return synthetic_shards(tmp_path_factory, "dcue_corpus", num_clips=480, clip_seconds=1.5)
 
 
 @pytest.mark.slow
