@@ -340,8 +340,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
        "jax": jax_r, "torch": torch_r, "sgemm": gemm, "achieved_gflops": achieved,
        "fraction_of_sgemm": achieved / gemm["peak_gflops"],
-       "analytic_flops_per_step": float("nan") if args.block else analytic_train_flops(args.batch, args.m, args.n, None,
-                                                       key_channels, args.num_tags),
+       "analytic_flops_per_step": (float("nan") if args.block else analytic_train_flops(
+           args.batch, args.m, args.n, None, key_channels, args.num_tags)),
        "jax_over_torch": (jax_r["steps_per_s"]["median"] / torch_r["steps_per_s"]["median"]
                           if torch_r else None),
        "machine": machine(), "date": datetime.date.today().isoformat(),

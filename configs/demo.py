@@ -2,10 +2,10 @@
 
 Same code path as the paper's MTAT run (configs/samplecnn_mtat.py), scaled to a 2-core CPU:
 16 kHz audio, a 3^7 model (6,561-sample input, ~0.41 s) with narrow channels, 1,200 steps of
-batch 32. The training split (480 clips, 77 MB decoded) is read into memory once
-(``data.cache_in_memory``): the model consumes ~800 samples/s on 2 cores, more than a fifth of
-what the shards alone deliver (docs/benchmarks.md, "Input pipeline"). ``:runlocal`` shrinks it
-further (200 clips, 120 steps) for smoke tests.
+batch 32. The training split (480 clips, 61 MB decoded) is read into memory once
+(``data.cache_in_memory``): the model consumes ~1,150 samples/s on 2 cores, more than a quarter
+of what the shards alone deliver (~4,200; docs/benchmarks.md, "Input pipeline").
+``:runlocal`` shrinks it further (200 clips, 120 steps) for smoke tests.
 """
 
 from musicrep_jax.config_defaults import data_config, sgd_nesterov, trainer_config

@@ -29,8 +29,8 @@ def sgd_nesterov(learning_rate: float = 0.01, schedule: str = "keras_decay",
 def data_config(name: str, sample_rate: int, *, segments_per_clip: int = 10,
                 eval_placement: str = "start", num_workers: int = 8) -> dict:
   """``cache_in_memory`` reads the training split into RAM once (``trainer.train_source``),
-  refusing splits above ``cache_max_mb``; ``make_runlocal`` turns it on (the embedded corpus is
-  77-150 MB decoded)."""
+  refusing splits above ``cache_max_mb``; ``make_runlocal`` turns it on (the embedded corpus's
+  training split is 61 MB decoded)."""
   return dict(name=name, sample_rate=sample_rate, synthetic=dict(RUNLOCAL_CORPUS),
               train_split="train", eval_split="validation", test_split="test",
               segments_per_clip=segments_per_clip, eval_placement=eval_placement,

@@ -76,7 +76,7 @@ def load_in_memory(source: Any, *, max_megabytes: float, progress: bool = True) 
   ``source[i]`` costs no decompression or parsing (``config.data.cache_in_memory``).
 
   For training splits that fit in RAM: the per-record cost of the shards (zstd decompression and
-  TFDS parsing, ~0.37 ms) is paid once instead of once per example per epoch. Raises
+  TFDS parsing, ~0.2 ms) is paid once instead of once per example per epoch. Raises
   :class:`UserError` as soon as the arrays read exceed ``max_megabytes``.
   """
   from tqdm.auto import tqdm
@@ -266,8 +266,8 @@ class TrainBatches:
 
 def crop_example(record: Mapping[str, Any], start: int, crop_length: int,
                  fields: Sequence[str]) -> dict[str, np.ndarray]:
-  """One training example from a record and a crop start (one row of a :class:`TrainBatches`
-  batch; the DCUE sampler's crops):
+  """One training example from a record and a crop start (what one row of a
+  :class:`TrainBatches` batch holds; used by the samplers that build examples one at a time):
   ``audio`` float32 [crop_length, 1], ``clip_id`` int64 [], ``fields`` by :func:`convert_field`."""
   example = {
       "audio": pcm16_to_float(window(_mono_audio(record), start, crop_length))[:, None],
