@@ -1,5 +1,5 @@
 """Benchmarks: the jitted JAX train step against a PyTorch eager reference (issue 8).
 
 Not part of the installed package; run from the repository root, e.g.
-``python -m bench.train_step_bench --help``. PyTorch is the optional ``bench`` extra.
+``musicrep bench train-step --help``. PyTorch is the optional ``bench`` extra.
 """

@@ -12,7 +12,7 @@ Reports clips/s and x real time (audio seconds written per wall second) from the
 
 Example::
 
-  python -m bench.build_bench --clips 48 --workers 1,2 --write-doc
+  musicrep bench build --clips 48 --workers 1,2 --write-doc
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from bench.report import DOC, machine, machine_line, pin_threads, replace_section
+from musicrep_jax.bench.report import DOC, machine, machine_line, pin_threads, replace_section
 
 TAGS = ("guitar", "classical", "slow", "techno", "rock")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m bench.build_bench",
+  p = argparse.ArgumentParser(prog="musicrep bench build",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--clips", type=int, default=48, help="mp3 clips in the copy (default 48)")
   p.add_argument("--seconds", type=float, default=29.1, help="seconds per clip (default 29.1)")
@@ -65,7 +65,7 @@ def write_mtat_copy(root: pathlib.Path, clips: int, seconds: float) -> None:
 
 def time_build(manual_dir: pathlib.Path, out: pathlib.Path, rate: int, workers: int,
                resumable: bool) -> dict:
-  from data_pipelines import dataset_layouts, mtat_builder
+  from musicrep_jax.data_pipelines import dataset_layouts, mtat_builder
 
   report = dataset_layouts.prepare_layout(
       mtat_builder.MusicrepMtat, out, manual_dir=manual_dir, variant="full", sample_rate=rate,
@@ -81,7 +81,7 @@ def doc_section(results: list[dict], args, info: dict, threads: int) -> str:
       f"| {r['sample_rate']} | {r['workers']} | {'on' if r['resumable'] else 'off'} | "
       f"{r['clips']} | {r['seconds']:.2f} | **{r['clips_per_second']:.1f}** | "
       f"{r['x_realtime']:.0f}x |" for r in results)
-  command = "python -m bench.build_bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+  command = "musicrep bench build " + " ".join(shlex.quote(a) for a in sys.argv[1:])
   return f"""### Dataset build throughput (`musicrep prepare mtat`, generated MTAT-like copy)
 
 {args.clips} mp3 clips of {args.seconds:g} s (16 kHz mono, MagnaTagATune's format) in MTAT's

@@ -18,8 +18,8 @@ on the same CPUs. ``--write-doc`` updates the config's section of ``docs/benchma
 
 Examples::
 
-  python -m bench.input_pipeline_bench
-  python -m bench.input_pipeline_bench --config configs/samplecnn_mtat.py \\
+  musicrep bench input-pipeline
+  musicrep bench input-pipeline --config configs/samplecnn_mtat.py \\
       --config.data.name=synthetic --config.data.sample_rate=16000 --batches 40
 """
 
@@ -33,12 +33,19 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from bench.report import (DOC, machine, machine_line, replace_section, section_key,
-                          summarize, time_repeats)
+from musicrep_jax.bench.report import (
+    DOC,
+    machine,
+    machine_line,
+    replace_section,
+    section_key,
+    summarize,
+    time_repeats,
+)
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> tuple[argparse.Namespace, list[str]]:
-  p = argparse.ArgumentParser(prog="python -m bench.input_pipeline_bench",
+  p = argparse.ArgumentParser(prog="musicrep bench input-pipeline",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--config", default="demo", help="configs/X.py[:arg] or a name (default demo)")
   p.add_argument("--data-dir", default=None, help="prepared shards (default: embedded corpus)")
@@ -61,7 +68,7 @@ def training_source(run, kind: str):
   """``(source, seconds to build it)``: the shards, or the split cached in memory."""
   if kind not in ("shards", "memory"):
     raise SystemExit(f"--sources: unknown source {kind!r} (shards or memory)")
-  from musicrep_jax import trainer
+  from musicrep_jax.training import trainer
 
   config = run.config.copy_and_resolve_references()
   config.data.cache_in_memory = kind == "memory"
@@ -94,7 +101,8 @@ def model_rate(run, batch, steps: int, repeats: int) -> dict:
   """Samples/s of the run's jitted train step on ``batch``, compilation excluded."""
   import jax
 
-  from musicrep_jax import input_pipeline, trainer
+  from musicrep_jax.data import pipeline as input_pipeline
+  from musicrep_jax.training import trainer
 
   state = run.create_state(jax.random.key(0))
   acc = trainer._fresh_accumulator(run)  # pylint: disable=protected-access
@@ -116,8 +124,9 @@ def model_rate(run, batch, steps: int, repeats: int) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
   args, overrides = parse_args(argv)
-  from musicrep_jax import config_loading, trainer
-  from musicrep_jax.data import resolve_shards
+  from musicrep_jax import config_loading
+  from musicrep_jax.training import trainer
+  from musicrep_jax.training.run_data import resolve_shards
 
   config = config_loading.load_config(config_loading.resolve_config_spec(args.config), overrides)
   run = trainer.build_run(config, resolve_shards(config, args.data_dir))
@@ -139,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "headroom": best["samples_per_s"] / model["samples_per_s"],
        "machine": machine(), "threads": len(os.sched_getaffinity(0)),
        "date": datetime.date.today().isoformat(),
-       "command": "python -m bench.input_pipeline_bench " + shlex.join(
+       "command": "musicrep bench input-pipeline " + shlex.join(
            list(argv) if argv is not None else sys.argv[1:])}
   rows = ["| source | Grain workers | pipeline samples/s | batches/s | cache read s | "
           "start-up s | model samples/s | headroom |", "|---|---|---|---|---|---|---|---|"]

@@ -1,4 +1,4 @@
-"""Loss kernels: the vectorized jitted jnp kernels of ``musicrep_jax.losses`` against a
+"""Loss kernels: the vectorized jitted jnp kernels of ``musicrep_jax.ops.losses`` against a
 per-sample Python loop.
 
 The reference of each kernel is a Python loop over the samples (anchors) of the batch calling a
@@ -18,7 +18,7 @@ scaled by ``1 + i * 1e-7``, so XLA cannot hoist the kernel out of the loop), div
 replaces the "Loss kernels" section of ``docs/benchmarks.md`` and draws
 ``docs/plots/loss_kernels.png``.
 
-Example: ``python -m bench.loss_bench``; ``python -m bench.loss_bench --batch 32 --dim 16``.
+Example: ``musicrep bench loss``; ``musicrep bench loss --batch 32 --dim 16``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,15 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from bench.report import (DOC, load_line, machine, machine_line, pin_threads, replace_section,
-                          summarize)
+from musicrep_jax.bench.report import (
+    DOC,
+    load_line,
+    machine,
+    machine_line,
+    pin_threads,
+    replace_section,
+    summarize,
+)
 
 COLUMNS = ("kernel", "batch", "dim", "per-sample loop ms (min)", "jitted call ms (min)",
            "speed-up per call", "in-step ms (min)", "speed-up in step",
@@ -219,7 +226,7 @@ def ref_normalized_softmax_loss(x, labels, proxies, *, temperature=0.05, valid=N
 
 # --- Benchmark -----------------------------------------------------------------------------------
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m bench.loss_bench",
+  p = argparse.ArgumentParser(prog="musicrep bench loss",
                               description="Jitted vectorized loss kernels vs per-sample loops.")
   p.add_argument("--batch", type=int, default=256, help="batch size (default 256)")
   p.add_argument("--dim", type=int, default=128, help="embedding size (default 128)")
@@ -241,7 +248,7 @@ def make_cases(args) -> dict:
   """name -> (jnp kernel taking (x, ...arrays), numpy reference, positional arrays)."""
   import functools
 
-  from musicrep_jax import losses
+  from musicrep_jax.ops import losses
 
   rng = np.random.default_rng(0)
   b, d = args.batch, args.dim
@@ -421,7 +428,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "steps": args.steps, "repeats": args.repeats, "ref_repeats": args.ref_repeats,
        "threads": threads, "load_average": load_average, "kernels": results, "machine": machine(),
        "date": datetime.date.today().isoformat(),
-       "command": "python -m bench.loss_bench " + shlex.join(
+       "command": "musicrep bench loss " + shlex.join(
            argv if argv is not None else sys.argv[1:])}
   print(table(r))
   print(json.dumps(r, sort_keys=True))

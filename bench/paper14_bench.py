@@ -8,7 +8,7 @@ Training time excludes compilation, evaluation and checkpoints (``compare_paper1
 docstring); the time ratios divide by the plain classification model's, measured in the same
 run on the same cores.
 
-Example: ``python -m bench.paper14_bench --out /tmp/p14 --write-doc`` (about 8-10 minutes on 2
+Example: ``musicrep bench paper14 --out /tmp/p14 --write-doc`` (about 8-10 minutes on 2
 CPU cores at ``--size runlocal``).
 """
 
@@ -22,7 +22,7 @@ import shutil
 import sys
 from typing import Optional, Sequence
 
-from bench.report import DOC, machine, machine_line, pin_threads, replace_section
+from musicrep_jax.bench.report import DOC, machine, machine_line, pin_threads, replace_section
 
 PLOT_NAME = "paper14_metric_vs_time.png"
 SECTION = "paper14-time-to-quality"
@@ -31,7 +31,7 @@ SECTION = "paper14-time-to-quality"
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, list]:
   from musicrep_jax.commands import compare_paper14
 
-  p = argparse.ArgumentParser(prog="python -m bench.paper14_bench",
+  p = argparse.ArgumentParser(prog="musicrep bench paper14",
                               description=__doc__.split("\n\n")[0])
   compare_paper14.add_arguments(p)
   p.add_argument("--threads", type=int, default=None, help="pin the process to N CPUs")
@@ -73,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     return summary
   if args.write_doc:
     doc = pathlib.Path(args.doc)
-    command = "python -m bench.paper14_bench " + shlex.join(
+    command = "musicrep bench paper14 " + shlex.join(
         argv if argv is not None else sys.argv[1:])
     replace_section(doc, SECTION, doc_section(pathlib.Path(summary["table"]).read_text(),
                                               machine(), threads, command))

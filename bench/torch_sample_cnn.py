@@ -1,6 +1,6 @@
 """PyTorch eager reference of the SampleCNN m^n-DCNN, for benchmarks and cross-checks.
 
-The model is the export mirror ``musicrep_jax.export.torch_mirror.SampleCNNMirror`` (the
+The model is the export mirror ``musicrep_jax.serving.export.torch_mirror.SampleCNNMirror`` (the
 project's one PyTorch SampleCNN: same layer list, BatchNorm momentum/epsilon and initialisers as
 ``musicrep_jax.models.sample_cnn.SampleCNN``; see that module's docstring), used here in NCW
 layout ``[batch, 1, time]``. This file adds the training side: SGD with Nesterov momentum 0.9 and
@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from musicrep_jax.export.torch_mirror import SampleCNNMirror as TorchSampleCNN
-from musicrep_jax.export.torch_mirror import load_flax_variables, num_params
+from musicrep_jax.serving.export.torch_mirror import SampleCNNMirror as TorchSampleCNN
+from musicrep_jax.serving.export.torch_mirror import load_flax_variables, num_params
 
 __all__ = ["TorchSampleCNN", "load_flax_variables", "num_params", "make_optimizer",
            "make_train_step", "check_paper_param_count"]

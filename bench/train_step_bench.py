@@ -1,7 +1,7 @@
 """Times the real jitted SampleCNN train step (JAX/XLA) against a PyTorch eager reference;
 with ``--block rese2`` (any paper-5 block), the multi-level ReSE model against its mirror.
 
-JAX side: ``musicrep_jax.train_step.make_train_step`` with ``TaggingTask`` and the optimizer of
+JAX side: ``musicrep_jax.training.step.make_train_step`` with ``TaggingTask`` and the optimizer of
 ``configs/samplecnn_mtat.py`` on a one-device mesh, random audio and tags. Reports the compile time
 (first call), steps/s and samples/s without compilation (median, min and max over ``--repeats``
 timed runs of ``--steps`` steps each after ``--warmup`` steps, each ended by
@@ -15,8 +15,8 @@ timed the same way, with ``torch.set_num_threads`` equal to the threads XLA's CP
 N CPUs before JAX starts so both frameworks get N). Prints a markdown row and a JSON line;
 ``--write-doc`` updates this configuration's section of ``docs/benchmarks.md``.
 
-Example: ``python -m bench.train_step_bench`` (the paper's 3^9 model at batch 23);
-``python -m bench.train_step_bench --n 5 --channels 16,16,16,32,32,64,64 --batch 16``.
+Example: ``musicrep bench train-step`` (the paper's 3^9 model at batch 23);
+``musicrep bench train-step --n 5 --channels 16,16,16,32,32,64,64 --batch 16``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,16 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from bench.report import (DOC, REPO, load_line, machine, pin_threads, replace_section,
-                          summarize, time_repeats)
+from musicrep_jax.bench.report import (
+    DOC,
+    REPO,
+    load_line,
+    machine,
+    pin_threads,
+    replace_section,
+    summarize,
+    time_repeats,
+)
 
 COLUMNS = ("config", "batch", "threads", "compile s", "JAX steps/s", "JAX samples/s",
            "torch steps/s", "JAX/torch", "GFLOP/step (XLA)", "achieved GFLOP/s",
@@ -44,7 +52,7 @@ COLUMNS = ("config", "batch", "threads", "compile s", "JAX steps/s", "JAX sample
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(
-      prog="python -m bench.train_step_bench",
+      prog="musicrep bench train-step",
       description="JAX train step vs PyTorch eager SampleCNN: compile time, steps/s, FLOP/s.")
   p.add_argument("--m", type=int, default=3, help="filter/pool size m (default 3)")
   p.add_argument("--n", type=int, default=9, help="number of pooled blocks n (default 9)")
@@ -148,7 +156,7 @@ def bench_jax(args, channels) -> dict:
   import numpy as np
 
   from musicrep_jax.config_loading import load_config_file, resolve_config_spec
-  from musicrep_jax import optimizers, sharding, train_step
+  from musicrep_jax.training import optimizers, mesh as sharding, step as train_step
   from musicrep_jax.tasks.tagging import TaggingTask
 
   config = load_config_file(resolve_config_spec("samplecnn_mtat"))
@@ -212,7 +220,7 @@ def bench_torch(args, channels, threads: int) -> dict:
   """Steps/s of the PyTorch eager reference on ``threads`` intra-op threads."""
   import torch
 
-  from bench import torch_sample_cnn
+  from musicrep_jax.bench import torch_sample_cnn
 
   torch.set_num_threads(threads)
   torch.manual_seed(0)
@@ -258,8 +266,8 @@ def flax_model(args, channels):
 
 
 def torch_model(args, channels):
-  """The PyTorch mirror of :func:`flax_model` (``musicrep_jax.export.torch_mirror``)."""
-  from musicrep_jax.export.torch_mirror import build_mirror
+  """The PyTorch mirror of :func:`flax_model` (``musicrep_jax.serving.export.torch_mirror``)."""
+  from musicrep_jax.serving.export.torch_mirror import build_mirror
 
   return build_mirror("resemul" if args.block else "sample_cnn",
                       model_fields(args, channels)).train()
@@ -345,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "jax_over_torch": (jax_r["steps_per_s"]["median"] / torch_r["steps_per_s"]["median"]
                           if torch_r else None),
        "machine": machine(), "date": datetime.date.today().isoformat(),
-       "command": "python -m bench.train_step_bench " + shlex.join(argv if argv is not None
+       "command": "musicrep bench train-step " + shlex.join(argv if argv is not None
                                                                    else sys.argv[1:])}
   r["key"] = re.sub(r"[^A-Za-z0-9]+", "-", f"{r['config']} b{args.batch} t{threads}")
   print(table_header())

@@ -1,4 +1,4 @@
-"""Skip-gram throughput: the JAX trainer (``musicrep_jax.word2vec.sgns``) against gensim's
+"""Skip-gram throughput: the JAX trainer (``musicrep_jax.systems.word2vec.sgns``) against gensim's
 ``Word2Vec`` (the widely used CPU implementation, optimised C with one thread per worker).
 
 Both train skip-gram with negative sampling on the same sentences with the same settings (dim,
@@ -10,7 +10,7 @@ with and without its one compilation), and the planted-relation precision each r
 generated text of the tests (same settings), so speed is not bought with quality.
 ``--write-doc`` updates this benchmark's section of ``docs/benchmarks.md``.
 
-  python -m bench.word2vec_bench [--threads 2] [--repeat 10] [--write-doc]
+  musicrep bench word2vec [--threads 2] [--repeat 10] [--write-doc]
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from bench.report import DOC, machine, machine_line, pin_threads, replace_section
+from musicrep_jax.bench.report import DOC, machine, machine_line, pin_threads, replace_section
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m bench.word2vec_bench",
+  p = argparse.ArgumentParser(prog="musicrep bench word2vec",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--threads", type=int, default=None, help="CPUs to use (default: all)")
   p.add_argument("--repeat", type=int, default=10, help="copies of the text (default 10)")
@@ -40,7 +40,7 @@ def parse_args(argv):
 
 def bench_text(repeat: int) -> list:
   from musicrep_jax.config_loading import load_config_file, resolve_config_spec
-  from musicrep_jax.word2vec import pipeline, text
+  from musicrep_jax.systems.word2vec import pipeline, text
 
   config = load_config_file(resolve_config_spec("word2vec"))
   m = config.music
@@ -51,7 +51,7 @@ def bench_text(repeat: int) -> list:
 
 
 def run_jax(sentences, cfg) -> dict:
-  from musicrep_jax.word2vec import sgns
+  from musicrep_jax.systems.word2vec import sgns
 
   emb = sgns.train_skipgram(sentences, cfg, progress=False)
   s = emb.stats
@@ -79,7 +79,7 @@ def planted_quality(cfg_kwargs: dict, workers: int) -> dict:
   import numpy as np
   from gensim.models import Word2Vec
 
-  from musicrep_jax.word2vec import evaluate, sgns, text
+  from musicrep_jax.systems.word2vec import evaluate, sgns, text
 
   sentences, groups = text.planted_sentences()
   cfg = sgns.SkipGramConfig(**dict(cfg_kwargs, dim=32, min_count=2, batch_size=256))
@@ -95,7 +95,7 @@ def planted_quality(cfg_kwargs: dict, workers: int) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
   args = parse_args(argv)
   threads = pin_threads(args.threads)
-  from musicrep_jax.word2vec import sgns
+  from musicrep_jax.systems.word2vec import sgns
 
   cfg = sgns.SkipGramConfig(dim=args.dim, epochs=args.epochs, batch_size=args.batch)
   sentences = bench_text(args.repeat)
@@ -110,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "words_per_epoch": jax_r["words"], "gensim_words_per_epoch": int(gensim_r["words"]),
        "vocab": jax_r["vocab"], "planted_precision": quality, "gensim": gensim.__version__,
        "machine": machine(), "threads": threads, "date": datetime.date.today().isoformat(),
-       "command": "python -m bench.word2vec_bench " + shlex.join(
+       "command": "musicrep bench word2vec " + shlex.join(
            list(argv) if argv is not None else sys.argv[1:])}
   table = "\n".join([
       "| implementation | raw words/s | words/epoch | vocab | planted precision |",

@@ -8,8 +8,8 @@ overlap, paper 13); ``joint`` trains on the three at once (one P x K block each,
 averaged). Everything else is [unknown] and follows paper 4 (SGD Nesterov 0.1, Keras decay).
 """
 
-from musicrep_jax.config_defaults import sgd_nesterov
-from musicrep_jax.metric_configs import (PAPER_DCNN, metric_config, metric_runlocal, parse_args,
+from musicrep_jax.configs.common import sgd_nesterov
+from musicrep_jax.configs.metric_learning import (PAPER_DCNN, metric_config, metric_runlocal, parse_args,
                                          siamese_task)
 
 SUPERVISION = {"artist": ("artist",), "album": ("album",), "track": ("track",),

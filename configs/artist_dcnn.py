@@ -8,8 +8,8 @@ classifier. Paper scale reads the MSD artist split (``--data-dir``, a dataset wi
 field); ``:runlocal`` trains the same code path on the embedded corpus (30 artists).
 """
 
-from musicrep_jax.config_defaults import sgd_nesterov
-from musicrep_jax.metric_configs import PAPER_DCNN, metric_config, metric_runlocal, parse_args
+from musicrep_jax.configs.common import sgd_nesterov
+from musicrep_jax.configs.metric_learning import PAPER_DCNN, metric_config, metric_runlocal, parse_args
 
 
 def get_config(arg=None):

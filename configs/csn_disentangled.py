@@ -15,8 +15,8 @@ most 5 times" is approximated by fixed x0.2 stages. Backbone: the mel DCNN with 
 projection (the paper's Inception network is not in the package: ``PAPER13_BACKBONE``).
 """
 
-from musicrep_jax.config_defaults import sgd_nesterov
-from musicrep_jax.metric_configs import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
+from musicrep_jax.configs.common import sgd_nesterov
+from musicrep_jax.configs.metric_learning import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
                                          metric_runlocal, parse_args)
 
 STEPS = 300_000

@@ -22,7 +22,7 @@ directly on genre labels reaches 40 % test accuracy (8 genres) on this corpus, a
 by the true genre and mood of each track would give 0.79 warm / 0.78 cold.
 """
 
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 
 def get_config(arg=None):

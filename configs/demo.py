@@ -8,7 +8,7 @@ of what the shards alone deliver (~4,200; docs/benchmarks.md, "Input pipeline").
 ``:runlocal`` shrinks it further (200 clips, 120 steps) for smoke tests.
 """
 
-from musicrep_jax.config_defaults import data_config, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, sgd_nesterov, trainer_config
 
 
 def get_config(arg=None):

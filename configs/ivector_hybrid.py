@@ -23,7 +23,7 @@ scores of both systems, weighted by the weight that scores best on the validatio
 ``"feature"``: concatenated length-normalised vectors through one back end).
 """
 
-from musicrep_jax.config_defaults import (data_config, make_runlocal, sgd_nesterov,
+from musicrep_jax.configs.common import (data_config, make_runlocal, sgd_nesterov,
                                           trainer_config)
 
 

@@ -10,7 +10,7 @@ rate and batch are not in papers.md]. Model choices: ``musicrep_jax/models/mel_c
 embedded corpus (16 kHz, 32 bands, 96 frames = 1.5 s).
 """
 
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 
 def get_config(arg=None):

@@ -12,7 +12,7 @@ run diverges. ``:runlocal`` keeps the 129-frame layer list but halves the STFT (
 hop 256: 2.1 s at 16 kHz, which a 4-s embedded clip holds) with narrow channels.
 """
 
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 
 def get_config(arg=None):

@@ -8,7 +8,7 @@ other code). The multi-level, multi-scale aggregation stages (2-3) are not wired
 ``:runlocal`` trains the same code path on the embedded corpus at 16 kHz.
 """
 
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 
 def get_config(arg=None):

@@ -19,8 +19,8 @@ Inception network (``metric_configs.PAPER13_BACKBONE``). ``:runlocal``: the embe
 where tempo stands in for era. ``musicrep compare-paper14`` trains the whole grid.
 """
 
-from musicrep_jax.config_defaults import sgd_nesterov
-from musicrep_jax.metric_configs import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
+from musicrep_jax.configs.common import sgd_nesterov
+from musicrep_jax.configs.metric_learning import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
                                          metric_runlocal, parse_args)
 
 APPROACHES = ("triplet", "triplet_track", "proxy", "classification", "classification_nonorm")

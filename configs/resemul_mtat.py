@@ -8,7 +8,7 @@ res1, res2, rese1 or rese2; ``multi_level`` toggles the aggregation. ``:runlocal
 code path on the embedded corpus (16 kHz, 3^7, narrow channels).
 """
 
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 EPOCH = 6628  # Lee split: 15,244 clips x 10 segments / batch 23.
 

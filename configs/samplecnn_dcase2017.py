@@ -16,7 +16,7 @@ corpus's genre from 1-s segments of its 4-s clips (see the Speech Commands confi
 import importlib.util
 import pathlib
 
-from musicrep_jax.config_defaults import data_config
+from musicrep_jax.configs.common import data_config
 
 _SPEECH = pathlib.Path(__file__).resolve().parent / "samplecnn_speech_commands.py"
 EPOCH = 1373  # Fold 1: ~3,160 train clips after the 10% validation x 10 segments / batch 23.

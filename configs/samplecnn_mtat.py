@@ -8,7 +8,7 @@ from a local copy and pass ``--data-dir``. ``:runlocal`` trains the same code pa
 embedded corpus with a 3^5 model at 16 kHz.
 """
 
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 EPOCH = 6628  # Lee split: 15,244 clips x 10 segments / batch 23.
 

@@ -18,7 +18,7 @@ single label is the clip's **genre** (8 classes, exactly one per clip; ``task.kw
 channels. It shows the pipeline learns, not keyword-spotting accuracy.
 """
 
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 from musicrep_jax.models.sample_level_fixed_input import PAPER6_MODELS, paper6_model_kwargs
 
 EPOCH = 3689  # v0.02 train split: 84,843 clips / batch 23.

@@ -10,8 +10,8 @@ extra tracks; in-batch negatives give the same loss terms with a third of the fo
 ``:runlocal``: the embedded corpus.
 """
 
-from musicrep_jax.config_defaults import sgd_nesterov
-from musicrep_jax.metric_configs import (PAPER_DCNN, metric_config, metric_runlocal, parse_args,
+from musicrep_jax.configs.common import sgd_nesterov
+from musicrep_jax.configs.metric_learning import (PAPER_DCNN, metric_config, metric_runlocal, parse_args,
                                          siamese_task)
 
 

@@ -11,7 +11,7 @@ small; mood association on held-out tracks 0.72 at 10 epochs vs 0.55 at 3 with d
 
 import ml_collections
 
-from musicrep_jax.config_defaults import RUNLOCAL_CORPUS
+from musicrep_jax.configs.common import RUNLOCAL_CORPUS
 
 
 def get_config(arg=None):

@@ -16,8 +16,8 @@ over the training clips (``task.kwargs.side_info="attributes"``, 18-d vectors); 
 unseen genres.
 """
 
-from data_pipelines.synthetic_corpus import GENRES, INSTRUMENTS, MOODS, TEMPO_CLASSES
-from musicrep_jax.config_defaults import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.data_pipelines.synthetic_corpus import GENRES, INSTRUMENTS, MOODS, TEMPO_CLASSES
+from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
 
 def get_config(arg=None):

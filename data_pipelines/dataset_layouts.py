@@ -32,8 +32,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row
-from musicrep_jax import shard_schema
+from musicrep_jax.data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row
+from musicrep_jax.data import schema as shard_schema
 from musicrep_jax.errors import UserError
 
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
@@ -279,7 +279,7 @@ def prepare_layout(builder_cls, out_dir, *, manual_dir, sample_rate: int = 22050
   ``variant`` defaults to the first of the builder's variants. The layout is read before
   ``out_dir`` is touched, so input errors leave it alone.
   """
-  from data_pipelines import prepare
+  from musicrep_jax.data_pipelines import prepare
 
   variants = list(dict.fromkeys(c.variant for c in builder_cls.BUILDER_CONFIGS))
   variant = variant or variants[0]

@@ -40,10 +40,10 @@ import os
 
 import tensorflow_datasets as tfds
 
-from data_pipelines import dataset_layouts as layouts
-from data_pipelines import prepare
-from data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row, stable_bucket
-from musicrep_jax import shard_schema
+from musicrep_jax.data_pipelines import dataset_layouts as layouts
+from musicrep_jax.data_pipelines import prepare
+from musicrep_jax.data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row, stable_bucket
+from musicrep_jax.data import schema as shard_schema
 from musicrep_jax.errors import UserError
 
 FOLDS = (1, 2, 3, 4)

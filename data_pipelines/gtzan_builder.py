@@ -22,8 +22,8 @@ import os
 
 import tensorflow_datasets as tfds
 
-from data_pipelines import dataset_layouts as layouts
-from data_pipelines.manifest_builder import Manifest
+from musicrep_jax.data_pipelines import dataset_layouts as layouts
+from musicrep_jax.data_pipelines.manifest_builder import Manifest
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",
           "rock")

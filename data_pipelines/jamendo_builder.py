@@ -22,8 +22,8 @@ import os
 
 import tensorflow_datasets as tfds
 
-from data_pipelines import dataset_layouts as layouts
-from data_pipelines.manifest_builder import SPLITS, Manifest
+from musicrep_jax.data_pipelines import dataset_layouts as layouts
+from musicrep_jax.data_pipelines.manifest_builder import SPLITS, Manifest
 from musicrep_jax.errors import UserError
 
 TSV = "autotagging_top50tags-{split}.tsv"

@@ -35,8 +35,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from data_pipelines import audio_io
-from musicrep_jax import shard_schema
+from musicrep_jax.data import audio_io
+from musicrep_jax.data import schema as shard_schema
 from musicrep_jax.errors import UserError
 
 SPLITS = ("train", "validation", "test")

@@ -31,8 +31,8 @@ from typing import Iterator
 
 import tensorflow_datasets as tfds
 
-from data_pipelines import dataset_layouts as layouts
-from data_pipelines.manifest_builder import Manifest
+from musicrep_jax.data_pipelines import dataset_layouts as layouts
+from musicrep_jax.data_pipelines.manifest_builder import Manifest
 from musicrep_jax.errors import UserError
 
 TRACK_METADATA = ("track_metadata.db", "AdditionalFiles/track_metadata.db")

@@ -42,8 +42,8 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import dataset_layouts as layouts
-from data_pipelines.manifest_builder import Manifest
+from musicrep_jax.data_pipelines import dataset_layouts as layouts
+from musicrep_jax.data_pipelines.manifest_builder import Manifest
 from musicrep_jax.errors import UserError
 
 ANNOTATIONS = "annotations_final.csv"

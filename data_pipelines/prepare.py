@@ -2,7 +2,7 @@
 
 Both functions use ``out_dir`` as the TFDS ``data_dir``, so the dataset lands in
 ``out_dir/<name>/1.0.0/`` (``musicrep_synthetic`` or ``musicrep_folder``), which
-``musicrep_jax.shards.open_shards(out_dir)`` reads. No TensorFlow and no subprocesses are used
+``musicrep_jax.data.shards.open_shards(out_dir)`` reads. No TensorFlow and no subprocesses are used
 (decoding runs on threads), so they are safe to call without a ``__main__`` guard.
 
 The report (also returned) holds::
@@ -41,8 +41,8 @@ def prepare_synthetic(out_dir: str | os.PathLike, *, num_clips: int = 600, seed:
   dataset version dir (``out_dir/musicrep_synthetic/1.0.0/``), listed in the report's
   ``side_files`` and in ``metadata["side_files"]``.
   """
-  from data_pipelines import synthetic_builder
-  from data_pipelines.synthetic_corpus import CorpusConfig, SyntheticCorpus
+  from musicrep_jax.data_pipelines import synthetic_builder
+  from musicrep_jax.data_pipelines.synthetic_corpus import CorpusConfig, SyntheticCorpus
 
   params = {"num_clips": num_clips, "seed": seed, "sample_rate": sample_rate,
             "clip_seconds": clip_seconds}
@@ -68,7 +68,7 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
   Unusable files are skipped and listed in the report; ``UserError`` for a missing manifest or
   audio folder, a manifest without a ``path`` column, or when no file at all can be used.
   """
-  from data_pipelines import folder_builder
+  from musicrep_jax.data_pipelines import folder_builder
 
   params = {"audio_dir": os.path.abspath(os.fspath(audio_dir)),
             "manifest": os.path.abspath(os.fspath(manifest)), "sample_rate": sample_rate,

@@ -43,11 +43,12 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import audio_io, prepare
-from data_pipelines import dataset_layouts as layouts
-from data_pipelines.manifest_builder import (Manifest, ManifestBuilder, Row,
+from musicrep_jax.data import audio_io
+from musicrep_jax.data_pipelines import prepare
+from musicrep_jax.data_pipelines import dataset_layouts as layouts
+from musicrep_jax.data_pipelines.manifest_builder import (Manifest, ManifestBuilder, Row,
                                              keys_in_several_splits, stable_bucket)
-from musicrep_jax import shard_schema
+from musicrep_jax.data import schema as shard_schema
 from musicrep_jax.errors import UserError
 
 BACKGROUND = "_background_noise_"

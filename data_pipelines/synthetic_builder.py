@@ -13,7 +13,7 @@ Layout after ``prepare_synthetic(OUT)`` (TFDS ``data_dir=OUT``)::
 The ``.npy`` files are written by :func:`save_side_files` (``prepare_synthetic`` calls it) and
 named in ``metadata["side_files"]``: ``np.load(shards.dataset_dir / "interactions.npy")``.
 
-Records follow ``musicrep_jax.shard_schema`` plus the extra fields ``genre``, ``mood`` (int64 [],
+Records follow ``musicrep_jax.data.schema`` plus the extra fields ``genre``, ``mood`` (int64 [],
 indices into ``metadata["genre_names"]`` / ``["mood_names"]``), ``tempo_bpm`` (float32 []) and
 ``instruments`` (uint8 [num_instruments], multi-hot over ``metadata["instrument_names"]``).
 ``metadata["corpus_config"]`` is the ``CorpusConfig`` as a dict: :func:`corpus_config_from_metadata`
@@ -31,8 +31,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from data_pipelines import audio_io, synthetic_corpus
-from musicrep_jax import shard_schema
+from musicrep_jax.data import audio_io
+from musicrep_jax.data_pipelines import synthetic_corpus
+from musicrep_jax.data import schema as shard_schema
 
 SPLITS = ("train", "validation", "test")
 EXTRA_FIELDS = ("genre", "mood", "tempo_bpm", "instruments")

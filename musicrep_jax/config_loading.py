@@ -18,16 +18,23 @@ import ml_collections
 
 from musicrep_jax.errors import UserError
 
-REPO_CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+
+def packaged_configs_dir() -> pathlib.Path:
+  """The folder of the configs shipped with the package (the repository's ``configs/``,
+  installed as ``musicrep_jax.configs`` by every install, editable or wheel)."""
+  spec = importlib.util.find_spec("musicrep_jax.configs")
+  return pathlib.Path(next(iter(spec.submodule_search_locations)))
 
 
 def resolve_config_spec(spec: str) -> str:
-  """``configs/demo.py[:arg]`` as given, or a bare name (``demo``) from the repo's configs/."""
+  """``configs/demo.py[:arg]`` as given, or a bare name (``demo``) from the packaged configs."""
   path, sep, arg = spec.partition(":")
   if not pathlib.Path(path).is_file():
-    candidate = REPO_CONFIGS / (path if path.endswith(".py") else f"{path}.py")
+    configs_dir = packaged_configs_dir()
+    candidate = configs_dir / (path if path.endswith(".py") else f"{path}.py")
     if not candidate.is_file():
-      candidate = REPO_CONFIGS / pathlib.Path(path).name
+      candidate = configs_dir / pathlib.Path(path).name
     if candidate.is_file():
       return str(candidate) + sep + arg
   return spec

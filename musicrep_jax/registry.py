@@ -1,11 +1,21 @@
-"""Name -> constructor registries, so configs pick models and tasks by name.
+"""Name -> constructor registries, so configs pick models, tasks, evaluators and runners by name.
 
-There is exactly one registry for models and one for tasks::
+There is exactly one registry of each kind::
 
     @MODELS.register("sample_cnn")
     class SampleCNN(nn.Module): ...
 
     model = MODELS.get(config.model.name)(**config.model.kwargs)
+
+- ``MODELS``: Flax modules (``musicrep_jax.models``), built from ``config.model``.
+- ``TASKS``: sampling + loss (``musicrep_jax.tasks``), built from ``config.task``.
+- ``EVALUATORS``: split metrics from gathered segment outputs (``musicrep_jax.evaluators``),
+  picked by ``config.evals``.
+- ``RUNNERS``: what ``musicrep train --config X`` runs for a config (``config.runner``):
+  ``"trainer"`` (SGD on a registered model and task) or a paper's system
+  (``musicrep_jax.systems``: ``"multiscale"``, ``"word2vec"``, ``"ivector"``, ``"paper14"``).
+  A runner is ``run(config, *, workdir: str, data_dir: str | None) -> dict`` (the dict's scalar
+  entries become the command's JSON line).
 """
 
 from __future__ import annotations
@@ -43,3 +53,5 @@ class Registry:
 
 MODELS = Registry("model")
 TASKS = Registry("task")
+EVALUATORS = Registry("evaluator")
+RUNNERS = Registry("runner")

@@ -26,7 +26,7 @@ def add_common_arguments(parser, variants: tuple[str, ...] = ()) -> None:
 
 def prepare(builder_cls, args, **layout_options) -> dict:
   """Runs ``dataset_layouts.prepare_layout`` with the common arguments."""
-  from data_pipelines import dataset_layouts
+  from musicrep_jax.data_pipelines import dataset_layouts
 
   return dataset_layouts.prepare_layout(
       builder_cls, args.out, manual_dir=args.manual_dir, sample_rate=args.sample_rate,

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import dcase2017_builder
+  from musicrep_jax.data_pipelines import dcase2017_builder
 
   return dcase2017_builder.prepare_dcase2017(
       args.out, manual_dir=args.manual_dir, fold=args.fold,

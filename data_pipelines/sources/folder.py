@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import prepare as prepare_lib
+  from musicrep_jax.data_pipelines import prepare as prepare_lib
 
   return prepare_lib.prepare_folder(args.out, audio_dir=args.audio_dir, manifest=args.manifest,
                                     sample_rate=args.sample_rate, min_seconds=args.min_seconds,

@@ -1,6 +1,6 @@
 """``musicrep prepare gtzan``: GTZAN with the fault-filtered split."""
 
-from data_pipelines.sources import _layout_args
+from musicrep_jax.data_pipelines.sources import _layout_args
 
 HELP = "GTZAN genres (fault-filtered split, shipped)"
 DESCRIPTION = ("--manual-dir holds the genre folders (genres/ with .au, or the Kaggle "
@@ -13,6 +13,6 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import gtzan_builder
+  from musicrep_jax.data_pipelines import gtzan_builder
 
   return _layout_args.prepare(gtzan_builder.MusicrepGtzan, args)

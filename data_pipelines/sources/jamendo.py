@@ -1,6 +1,6 @@
 """``musicrep prepare jamendo``: MTG-Jamendo, top-50 tags."""
 
-from data_pipelines.sources import _layout_args
+from musicrep_jax.data_pipelines.sources import _layout_args
 
 HELP = "MTG-Jamendo top-50 tags (the dataset's split-0..4 tsvs)"
 DESCRIPTION = ("--manual-dir holds a checkout of MTG/mtg-jamendo-dataset (data/splits/split-K/"
@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import jamendo_builder
+  from musicrep_jax.data_pipelines import jamendo_builder
 
   return _layout_args.prepare(jamendo_builder.MusicrepJamendo, args,
                               low_quality=args.low_quality or None)

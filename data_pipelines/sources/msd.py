@@ -1,6 +1,6 @@
 """``musicrep prepare msd``: Million Song Dataset previews with 50 Last.fm tags."""
 
-from data_pipelines.sources import _layout_args
+from musicrep_jax.data_pipelines.sources import _layout_args
 
 HELP = "Million Song Dataset 7digital previews + Last.fm tags (Lee's split)"
 DESCRIPTION = ("--manual-dir holds track_metadata.db, lastfm_tags.db, Lee's filtered_list_train.cP "
@@ -14,6 +14,6 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import msd_builder
+  from musicrep_jax.data_pipelines import msd_builder
 
   return _layout_args.prepare(msd_builder.MusicrepMsd, args)

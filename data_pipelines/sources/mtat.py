@@ -1,6 +1,6 @@
 """``musicrep prepare mtat``: MagnaTagATune from your copy (annotations_final.csv + mp3 folders)."""
 
-from data_pipelines.sources import _layout_args
+from musicrep_jax.data_pipelines.sources import _layout_args
 
 HELP = "MagnaTagATune (annotations_final.csv + mp3 folders 0-f)"
 DESCRIPTION = ("Splits: lee (default; top-50 tags, >= 1 tag, >= 29.1 s, folders 0-b/c/d-f: "
@@ -16,6 +16,6 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import mtat_builder
+  from musicrep_jax.data_pipelines import mtat_builder
 
   return _layout_args.prepare(mtat_builder.MusicrepMtat, args, lists=args.split_lists)

@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import speech_commands_builder
+  from musicrep_jax.data_pipelines import speech_commands_builder
 
   return speech_commands_builder.prepare_speech_commands(
       args.out, manual_dir=args.manual_dir, classes=args.classes, sample_rate=args.sample_rate,

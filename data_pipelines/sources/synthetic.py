@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
 
 
 def prepare(args) -> dict:
-  from data_pipelines import prepare as prepare_lib
+  from musicrep_jax.data_pipelines import prepare as prepare_lib
 
   return prepare_lib.prepare_synthetic(args.out, num_clips=args.num_clips, seed=args.seed,
                                        sample_rate=args.sample_rate,

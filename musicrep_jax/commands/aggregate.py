@@ -42,7 +42,7 @@ def report(results: dict, out: pathlib.Path) -> dict:
   """Writes ``results`` to ``out``, prints the table; the selected row's summary for the CLI."""
   import json
 
-  from musicrep_jax.aggregate_classifier import format_table
+  from musicrep_jax.systems.multiscale.classifier import format_table
 
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(results, indent=2))
@@ -54,7 +54,7 @@ def report(results: dict, out: pathlib.Path) -> dict:
 
 
 def run(args, overrides) -> dict:
-  from musicrep_jax import aggregate_classifier
+  from musicrep_jax.systems.multiscale import classifier as aggregate_classifier
 
   config = load_multiscale_config(args.config, overrides)
   if args.scales is not None:

@@ -73,7 +73,8 @@ def parse_cells(text) -> tuple:
 
 def cell_config(approach: str, variant: str, size: str, steps, evals: int, overrides):
   """The config of one cell (``configs/paper14.py``), shrunk to ``size``."""
-  from musicrep_jax import config_loading, metric_configs
+  from musicrep_jax import config_loading
+  from musicrep_jax.configs import metric_learning as metric_configs
 
   spec = config_loading.resolve_config_spec(f"paper14:{approach},{variant},runlocal")
   config = config_loading.load_config_file(spec)
@@ -141,7 +142,7 @@ def summarize_run(workdir: pathlib.Path, target: str, fraction: float, dims: tup
   """One cell's numbers: timing, test metrics, curves."""
   import json
 
-  from musicrep_jax.metric_writers import read_jsonl
+  from musicrep_jax.training.writers import read_jsonl
 
   records = read_jsonl(workdir / "metrics.jsonl")
   timing = json.loads((workdir / "timing.json").read_text())
@@ -241,7 +242,7 @@ def write_plots(rows: list, out: pathlib.Path, target: str) -> pathlib.Path:
 def run(args, overrides) -> dict:
   import json
 
-  from musicrep_jax import trainer
+  from musicrep_jax.training import trainer
   from musicrep_jax.errors import UserError
 
   out = pathlib.Path(args.out).absolute()

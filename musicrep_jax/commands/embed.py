@@ -34,9 +34,9 @@ def add_arguments(parser) -> None:
 
 def run(args, overrides) -> dict:
   del overrides
-  from musicrep_jax import embed
+  from musicrep_jax.serving import embed
   from musicrep_jax.errors import UserError
-  from musicrep_jax.inference import load_trained
+  from musicrep_jax.serving.inference import load_trained
 
   if args.batch_size < 1 or args.block_seconds <= 0 or (args.hop_seconds or 1) <= 0:
     raise UserError("--batch-size, --block-seconds and --hop-seconds must be positive.")

@@ -14,10 +14,10 @@ def add_arguments(parser) -> None:
 
 def run(args, overrides) -> dict:
   del overrides
-  from musicrep_jax import distributed
+  from musicrep_jax.training import distributed
 
   distributed.maybe_initialize(args.coordinator, args.num_processes, args.process_id)
-  from musicrep_jax import trainer
+  from musicrep_jax.training import trainer
 
   result = trainer.evaluate_workdir(args.workdir, args.split, args.data_dir, args.checkpoint)
   print_metrics(f"{args.split} split, {args.checkpoint} checkpoint (step {result['step']}):",

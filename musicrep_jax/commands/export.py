@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
 def run(args, overrides) -> dict:
   del overrides
   from musicrep_jax.errors import UserError
-  from musicrep_jax.export import exporter
-  from musicrep_jax.inference import load_trained
+  from musicrep_jax.serving.export import exporter
+  from musicrep_jax.serving.inference import load_trained
 
   formats = args.format or ["all"]
   formats = list(exporter.FORMATS) if "all" in formats else list(dict.fromkeys(formats))

@@ -35,7 +35,7 @@ def add_arguments(parser) -> None:
 
 
 def load_extractors(workdirs, names, which):
-  from musicrep_jax import feature_extraction
+  from musicrep_jax.systems.multiscale import features as feature_extraction
   from musicrep_jax.errors import UserError
 
   if names and len(names) != len(workdirs):
@@ -46,8 +46,8 @@ def load_extractors(workdirs, names, which):
 
 def run(args, overrides) -> dict:
   del overrides
-  from musicrep_jax import feature_extraction
-  from musicrep_jax.data import resolve_shards
+  from musicrep_jax.systems.multiscale import features as feature_extraction
+  from musicrep_jax.training.run_data import resolve_shards
 
   extractors = load_extractors(args.workdir, args.name, args.checkpoint)
   shards = resolve_shards(extractors[0].config, args.data_dir)

@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
 def run(args, overrides) -> dict:
   from musicrep_jax import config_loading
   from musicrep_jax.errors import UserError
-  from musicrep_jax.ivector import pipeline
+  from musicrep_jax.systems.ivector import pipeline
 
   if args.action == "eval":
     if overrides:

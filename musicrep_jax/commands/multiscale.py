@@ -29,7 +29,8 @@ def train_extractors(config, workdir: pathlib.Path, data_dir) -> dict:
   """Stage 1: ``{name: workdir}``; each finished run leaves ``summary.json`` and is kept."""
   import json
 
-  from musicrep_jax import config_loading, trainer
+  from musicrep_jax import config_loading
+  from musicrep_jax.training import trainer
 
   workdirs = {}
   for name, extractor_config in config.extractors.items():
@@ -49,9 +50,9 @@ def train_extractors(config, workdir: pathlib.Path, data_dir) -> dict:
 
 def target_shards(config, extractor_config, data_dir, target_data_dir):
   """The shards stages 2-3 read: the target dataset for transfer, else the training data."""
-  from musicrep_jax import data
+  from musicrep_jax.training import run_data as data
   from musicrep_jax.errors import UserError
-  from musicrep_jax.shards import open_shards
+  from musicrep_jax.data.shards import open_shards
 
   rate = extractor_config.data.sample_rate
   if target_data_dir:
@@ -69,7 +70,10 @@ def target_shards(config, extractor_config, data_dir, target_data_dir):
 def run(args, overrides) -> dict:
   import json
 
-  from musicrep_jax import aggregate_classifier, feature_extraction
+  from musicrep_jax.systems.multiscale import (
+      classifier as aggregate_classifier,
+      features as feature_extraction,
+  )
   from musicrep_jax.commands.aggregate import load_multiscale_config, report
   from musicrep_jax.errors import UserError
 

@@ -12,7 +12,7 @@ DESCRIPTION = ("Decode audio once into int16 ArrayRecord shards (TFDS format) th
 
 
 def add_arguments(parser) -> None:
-  from data_pipelines.sources import source_modules
+  from musicrep_jax.data_pipelines.sources import source_modules
 
   sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
   for name, module in source_modules().items():
@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
 
 def run(args, overrides) -> dict:
   del overrides
-  from data_pipelines.sources import source_modules
+  from musicrep_jax.data_pipelines.sources import source_modules
 
   report = source_modules()[args.source].prepare(args)
   print(f"Prepared {args.out}: report in {pathlib.Path(args.out) / 'prepare_report.json'}")

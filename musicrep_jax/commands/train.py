@@ -16,11 +16,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args, overrides) -> dict:
-  from musicrep_jax import config_loading, distributed
+  from musicrep_jax import config_loading
+  from musicrep_jax.training import distributed
 
   config = config_loading.load_config(config_loading.resolve_config_spec(args.config), overrides)
   distributed.maybe_initialize(args.coordinator, args.num_processes, args.process_id)
-  from musicrep_jax import trainer
+  from musicrep_jax.training import trainer
 
   summary = trainer.train(config, args.workdir, args.data_dir)
   workdir = summary["workdir"]

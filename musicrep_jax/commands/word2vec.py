@@ -32,8 +32,9 @@ def run(args, overrides) -> dict:
   import json
   import pathlib
 
-  from musicrep_jax import config_loading, distributed
-  from musicrep_jax.word2vec import pipeline
+  from musicrep_jax import config_loading
+  from musicrep_jax.training import distributed
+  from musicrep_jax.systems.word2vec import pipeline
 
   config = config_loading.load_config_file(config_loading.resolve_config_spec(args.config))
   config_loading.apply_overrides(config, overrides)

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from musicrep_jax.losses import l2_normalize
+from musicrep_jax.ops.losses import l2_normalize
 from musicrep_jax.registry import MODELS
 
 HEADS = ("none", "dense", "proxy")

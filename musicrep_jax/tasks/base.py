@@ -1,6 +1,6 @@
 """What a task is: the part of a run between a batch of shards and its losses and metrics.
 
-The trainer (``musicrep_jax.trainer``) talks to a task only through the methods below; the
+The trainer (``musicrep_jax.training.trainer``) talks to a task only through the methods below; the
 defaults fit "random crops of a clip -> model(audio) -> per-segment outputs -> clip metrics",
 so a new task usually overrides ``loss``, ``eval_outputs`` and ``clip_metrics``. A task that
 needs other batches (P x K metric-learning batches, users with sampled negatives) overrides
@@ -16,7 +16,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from musicrep_jax import input_pipeline
+from musicrep_jax.data import pipeline as input_pipeline
 
 
 class Task:

@@ -53,8 +53,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_pipelines import interactions as interactions_lib
-from musicrep_jax import input_pipeline, losses, metrics
+from musicrep_jax.data import interactions as interactions_lib
+from musicrep_jax.data import pipeline as input_pipeline
+from musicrep_jax.ops import losses, metrics
 from musicrep_jax.errors import UserError
 from musicrep_jax.registry import TASKS
 from musicrep_jax.tasks.base import Task

@@ -2,7 +2,7 @@
 
 One task, three approaches (papers.md 5.2, 10, 14.3, 15.2), each plain or disentangled:
 
-* ``"triplet"``: P x K batches (``musicrep_jax.metric_batches``), one block per label in
+* ``"triplet"``: P x K batches (``musicrep_jax.data.pk_batches``), one block per label in
   ``labels``; a triplet hinge per block on the L2-normalised embedding (plain) or on the
   block's subspace ``n(f o m_s)`` (disentangled, paper 13's CSN), averaged over the blocks.
   ``track_weight > 0`` adds a block of track triplets on the whole embedding (paper 13's track
@@ -48,9 +48,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from musicrep_jax import metric_batches, metrics, retrieval
+from musicrep_jax.data import pk_batches as metric_batches
+from musicrep_jax.ops import metrics, retrieval
 from musicrep_jax.errors import UserError
-from musicrep_jax.losses import (apply_mask, l2_normalize, label_match, paired_distances,
+from musicrep_jax.ops.losses import (apply_mask, l2_normalize, label_match, paired_distances,
                                  sigmoid_cross_entropy, softmax_cross_entropy, triplet_loss,
                                  triplet_margin_loss)
 from musicrep_jax.models.embedding import subspace_masks
@@ -68,7 +69,7 @@ def is_tag_label(label: str) -> bool:
 @functools.lru_cache(maxsize=8)
 def _train_tables(dataset_dir: str, split: str, labels: tuple, tag_groups_json: str):
   """Class tables of a prepared split, computed once per process (one pass over the split)."""
-  from musicrep_jax.shards import ShardSource
+  from musicrep_jax.data.shards import ShardSource
 
   return metric_batches.class_tables(ShardSource(dataset_dir, split), labels,
                                      json.loads(tag_groups_json))

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from musicrep_jax import metrics
+from musicrep_jax.ops import metrics
 from musicrep_jax.registry import TASKS
 from musicrep_jax.tasks.base import Task
 

@@ -41,7 +41,7 @@ first; [choice]). Reported on the evaluated split:
 Word vectors: ``word_vectors`` names the file; when it is empty and ``word_vectors_config``
 names a ``musicrep word2vec`` config (``configs/zero_shot.py:runlocal`` sets
 ``word2vec:runlocal``), those vectors are trained once into ``$MUSICREP_CACHE`` and used
-(``musicrep_jax.word2vec.cache``); with neither, a ``UserError`` names the key.
+(``musicrep_jax.systems.word2vec.cache``); with neither, a ``UserError`` names the key.
 
 Knowledge transfer (paper 11): evaluate a trained workdir on other shards whose tags differ
 (``musicrep eval --workdir W --data-dir OTHER``): a target tag is seen only if its name is a
@@ -57,12 +57,13 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from musicrep_jax import input_pipeline, losses, metrics
+from musicrep_jax.data import pipeline as input_pipeline
+from musicrep_jax.ops import losses, metrics
 from musicrep_jax.errors import UserError
-from musicrep_jax.metric_batches import read_label_records
+from musicrep_jax.data.pk_batches import read_label_records
 from musicrep_jax.registry import TASKS
 from musicrep_jax.tasks.base import Task
-from musicrep_jax.word_vectors import load_word_vectors
+from musicrep_jax.data.word_vectors import load_word_vectors
 
 TRAIN_SETS = ("A", "B", "AB")
 SIDE_INFORMATION = ("word_vectors", "attributes")
@@ -178,7 +179,7 @@ class ZeroShotTask(Task):
     if self.word_vectors:
       return self.word_vectors
     if self.word_vectors_config:
-      from musicrep_jax.word2vec.cache import cached_vectors  # pylint: disable=g-import-not-at-top
+      from musicrep_jax.systems.word2vec.cache import cached_vectors  # pylint: disable=g-import-not-at-top
 
       return str(cached_vectors(self.word_vectors_config))
     raise UserError("config.task.kwargs.word_vectors is empty: set it to a word-vector file "

@@ -1,0 +1,409 @@
+"""Embeddings and tag scores for audio files, streamed in bounded memory (``musicrep embed``).
+
+For each file (a folder is searched recursively for audio files):
+
+  1. **Decode in blocks** (``soundfile``, ``block_seconds`` at a time), mono = channel mean.
+  2. **Resample explicitly** to the model's rate, block by block (``resample_stream``: the same
+     polyphase filter as ``musicrep_jax.data.audio_io.resample``, with enough context at block
+     edges that the result equals resampling the whole file). The file's own rate is recorded
+     in the index; with ``allow_resample=False`` a file at another rate is refused with that
+     reason instead. Audio never reaches the model at the wrong rate.
+  3. **Tile** into model inputs (``segment_stream``): segments of ``input_length`` samples every
+     ``hop`` samples (default ``hop = input_length``, non-overlapping, from the start as in the
+     papers' evaluation); if the last segment stops before the end, one more segment ending
+     exactly at the end covers the tail; a file shorter than one segment gives one zero-padded
+     segment (``padded`` in the index). Only ``input_length + block`` samples are held per file.
+  4. **Batch across files**: segments of consecutive files fill fixed-size batches (one
+     compilation; the last batch is padded), run by a jitted forward while the next batch is
+     being filled.
+  5. **Average per file**: ``embedding`` (clip mean of the segment embeddings) and the clip mean
+     of the segment tag scores (sigmoid of the logits; papers.md 1.4: clip score = mean over
+     segments) for tagging models, else of the logits.
+
+Outputs in ``out_dir``: ``embeddings.npy`` ``[files_ok, d]``, ``tag_scores.npy`` (or
+``logits.npy``) ``[files_ok, outputs]``, ``index.csv`` and ``index.jsonl`` (one row per input
+file, failures included with their reason; ``row`` is the file's row in the arrays, -1 for a
+failure), ``embed_info.json``; with ``per_segment`` also ``segment_embeddings.npy``,
+``segment_<scores>.npy`` and ``segments.csv`` (``file_row``, ``start_s``).
+
+Memory: independent of track length: one decoded block, its resampled copy, at most
+``input_length`` carried samples, two batches of ``[batch, input_length]`` float32, and per-file
+sums (tests/test_embed.py measures a 10-minute file).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from musicrep_jax.data.audio_io import AudioDecodeError, downmix, probe_audio, resample
+from musicrep_jax.errors import UserError
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
+                            ".aifc", ".au", ".snd", ".w64", ".caf", ".rf64"})
+INDEX_FIELDS = ("path", "status", "reason", "row", "duration_s", "source_sample_rate",
+                "sample_rate", "resampled", "channels", "segments", "padded")
+
+
+# --- Finding files -----------------------------------------------------------------------------
+
+
+def list_audio_files(inputs: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
+  """Files as given (kept even if missing, to be reported) and the audio files under folders
+  (recursive, sorted, by suffix). ``UserError`` when nothing is found."""
+  files: list[pathlib.Path] = []
+  for item in map(pathlib.Path, inputs):
+    if item.is_dir():
+      files += sorted(p for p in item.rglob("*")
+                      if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    else:
+      files.append(item)
+  if not files:
+    raise UserError(f"No audio files in {', '.join(map(str, inputs))} (looked for "
+                    f"{', '.join(sorted(AUDIO_SUFFIXES))}).")
+  return files
+
+
+# --- Streaming: decode, resample, tile ---------------------------------------------------------
+
+
+def decode_blocks(path: str | os.PathLike, block_frames: int) -> Iterator[np.ndarray]:
+  """Mono float32 blocks of at most ``block_frames`` samples at the file's own rate.
+
+  Raises ``AudioDecodeError`` (possibly after some blocks) when the data are corrupt.
+  """
+  import soundfile as sf
+
+  try:
+    with sf.SoundFile(os.fspath(path)) as f:
+      while True:
+        block = f.read(block_frames, dtype="float32", always_2d=True)
+        if block.shape[0] == 0:
+          return
+        yield downmix(block)
+  except (RuntimeError, TypeError, ValueError) as error:  # LibsndfileError is a RuntimeError.
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    raise AudioDecodeError(path, f"corrupt or unsupported audio ({first_line})") from error
+
+
+def resample_context(source_rate: int, target_rate: int) -> int:
+  """Input samples of context each side of a block for ``audio_io.resample``'s polyphase filter
+  (half-length ``10 * max(up, down)`` taps at the upsampled rate), a multiple of ``down``."""
+  divisor = math.gcd(source_rate, target_rate)
+  up, down = target_rate // divisor, source_rate // divisor
+  half_width = math.ceil(10 * max(up, down) / up) + 2
+  return down * math.ceil(half_width / down)
+
+
+def resample_stream(blocks: Iterable[np.ndarray], source_rate: int,
+                    target_rate: int) -> Iterator[np.ndarray]:
+  """Blocks at ``source_rate`` -> blocks at ``target_rate`` whose concatenation equals
+  ``audio_io.resample`` of the whole signal (to float rounding).
+
+  Each step resamples the samples ``[done - context, done + ready + context)`` with ``done``
+  and ``ready`` multiples of ``down`` (so output samples fall on the same grid as for the whole
+  signal) and keeps the outputs of ``[done, done + ready)``, whose filter taps all lie inside.
+  """
+  source_rate, target_rate = int(source_rate), int(target_rate)
+  if source_rate == target_rate:
+    yield from blocks
+    return
+  divisor = math.gcd(source_rate, target_rate)
+  up, down = target_rate // divisor, source_rate // divisor
+  context = resample_context(source_rate, target_rate)
+  buffer, buffer_start, done = np.zeros(0, np.float32), 0, 0  # buffer[0] is sample buffer_start
+
+  def resampled_from(lo: int, hi: int) -> np.ndarray:
+    """Outputs of input samples ``[done, ...)`` from resampling ``buffer`` ``[lo, hi)``."""
+    out = resample(buffer[lo - buffer_start:hi - buffer_start], source_rate, target_rate)
+    return out[(done - lo) * up // down:]
+
+  for block in blocks:
+    buffer = np.concatenate([buffer, block])
+    end = buffer_start + len(buffer)
+    ready = (end - context - done) // down * down
+    if ready <= 0:
+      continue
+    yield resampled_from(max(done - context, 0), done + ready + context)[:ready * up // down]
+    done += ready
+    keep_from = max(done - context, buffer_start)
+    buffer, buffer_start = buffer[keep_from - buffer_start:], keep_from
+  end = buffer_start + len(buffer)
+  if end > done:
+    yield resampled_from(max(done - context, 0), end)
+
+
+@dataclasses.dataclass
+class Segment:
+  """One model input of a file: ``audio`` float32 ``[length]`` starting at sample ``start``."""
+
+  start: int
+  audio: np.ndarray
+  padded: bool = False
+
+
+def segment_stream(blocks: Iterable[np.ndarray], length: int,
+                   hop: Optional[int] = None) -> Iterator[Segment]:
+  """Tiles a stream of sample blocks into ``length``-sample segments every ``hop`` samples, plus
+  one end-aligned tail segment if the grid stops short of the end, or one zero-padded segment
+  for a stream shorter than ``length``. Holds at most ``length + block`` samples."""
+  hop = hop or length
+  buffer, buffer_start, next_start, total, last = np.zeros(0, np.float32), 0, 0, 0, None
+  for block in blocks:
+    buffer = np.concatenate([buffer, block])
+    total += len(block)
+    while next_start + length <= total:
+      offset = next_start - buffer_start
+      yield Segment(next_start, buffer[offset:offset + length].copy())
+      last, next_start = next_start, next_start + hop
+    keep_from = max(min(next_start, total - length), buffer_start)
+    buffer, buffer_start = buffer[keep_from - buffer_start:], keep_from
+  if total == 0:
+    return
+  if total < length:
+    yield Segment(0, np.pad(buffer, (0, length - total)), padded=True)
+  elif last is None or last + length < total:
+    yield Segment(total - length, buffer[len(buffer) - length:].copy())
+
+
+# --- Per-file bookkeeping ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FileRecord:
+  """One input file's row of the index, and its running sums."""
+
+  path: str
+  status: str = "pending"  # "ok" or "error"
+  reason: str = ""
+  row: int = -1
+  duration_s: float = 0.0
+  source_sample_rate: int = 0
+  sample_rate: int = 0
+  resampled: bool = False
+  channels: int = 0
+  segments: int = 0
+  padded: bool = False
+  embedding_sum: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+  scores_sum: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+  results: int = 0
+
+  def index_row(self) -> dict:
+    return {k: getattr(self, k) for k in INDEX_FIELDS}
+
+  def add(self, embedding: np.ndarray, scores: np.ndarray) -> None:
+    if self.embedding_sum is None:
+      self.embedding_sum = np.zeros(embedding.shape, np.float64)
+      self.scores_sum = np.zeros(scores.shape, np.float64)
+    self.embedding_sum += embedding
+    self.scores_sum += scores
+    self.results += 1
+
+
+class _Batcher:
+  """Fills fixed-size batches with segments of any file and keeps one batch in flight.
+
+  Two input buffers alternate: one is being filled while the other's batch runs; a buffer is
+  refilled only after its batch's outputs have been fetched (so it is no longer read).
+  """
+
+  def __init__(self, forward: Callable, batch_size: int, length: int, records: list,
+               per_segment: bool):
+    self.forward, self.records, self.per_segment = forward, records, per_segment
+    self.buffers = [np.zeros((batch_size, length, 1), np.float32) for _ in range(2)]
+    self.audio, self.owners = self.buffers[0], []
+    self.in_flight = None
+    self.segment_rows: list[tuple[int, int]] = []  # (file index, start sample)
+    self.segment_outputs: list[tuple[np.ndarray, np.ndarray]] = []
+
+  def add(self, file_index: int, segment: Segment) -> None:
+    self.audio[len(self.owners), :, 0] = segment.audio
+    self.owners.append((file_index, segment.start))
+    if len(self.owners) == len(self.audio):
+      self.flush()
+
+  def flush(self) -> None:
+    """Dispatches the current batch, then collects the previous one (overlap host and device).
+    Rows past ``owners`` in a last, partial batch hold stale segments whose outputs are
+    ignored (eval-mode models treat rows independently)."""
+    if not self.owners:
+      return
+    dispatched = (self.forward(self.audio), self.owners)
+    self._collect()
+    self.in_flight = dispatched
+    self.audio = self.buffers[1] if self.audio is self.buffers[0] else self.buffers[0]
+    self.owners = []
+
+  def finish(self) -> None:
+    self.flush()
+    self._collect()
+
+  def _collect(self) -> None:
+    if self.in_flight is None:
+      return
+    (embeddings, scores), owners = self.in_flight
+    self.in_flight = None
+    embeddings, scores = np.asarray(embeddings), np.asarray(scores)
+    for i, (file_index, start) in enumerate(owners):
+      self.records[file_index].add(embeddings[i], scores[i])
+      if self.per_segment:
+        self.segment_rows.append((file_index, start))
+        self.segment_outputs.append((embeddings[i], scores[i]))
+
+
+# --- The whole job -----------------------------------------------------------------------------
+
+
+def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample_rate: int,
+                input_length: int, out_dir: str | os.PathLike, batch_size: int = 32,
+                hop: Optional[int] = None, allow_resample: bool = True,
+                per_segment: bool = False, block_seconds: float = 10.0,
+                scores_name: str = "tag_scores", output_names: Sequence[str] = (),
+                info: Optional[dict] = None, progress: bool = True) -> dict:
+  """Embeds ``paths`` and writes the outputs (module doc); returns the summary.
+
+  Args:
+    forward: ``audio float32 [batch_size, input_length, 1] -> (embedding [batch, d], scores
+      [batch, k])``, possibly asynchronous (jax arrays); the array passed in is refilled once
+      the outputs have been read.
+    sample_rate: the model's rate; every file is brought to it (or refused).
+    hop: samples between segment starts (default ``input_length``).
+    scores_name: file stem of the scores (``tag_scores`` or ``logits``).
+    output_names: names of the score columns (tag names), for ``index.jsonl``'s top tags.
+    info: extra entries for ``embed_info.json`` (model, checkpoint).
+  """
+  from tqdm.auto import tqdm
+
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  records = [FileRecord(path=str(p), sample_rate=sample_rate) for p in paths]
+  batcher = _Batcher(forward, batch_size, input_length, records, per_segment)
+  started = time.perf_counter()
+  bar = tqdm(total=len(records), unit="file", desc="embed", disable=not progress,
+             dynamic_ncols=True)
+  for index, record in enumerate(records):
+    try:
+      _stream_file(index, record, batcher, sample_rate, input_length, hop, allow_resample,
+                   block_seconds)
+    except AudioDecodeError as error:
+      record.status, record.reason = "error", error.reason
+    bar.update(1)
+    bar.set_postfix(segments=sum(r.segments for r in records), refresh=False)
+  batcher.finish()
+  bar.close()
+  summary = _write_outputs(out_dir, records, batcher, scores_name, output_names, info or {})
+  wall = time.perf_counter() - started
+  audio_s = sum(r.duration_s for r in records if r.status == "ok")
+  summary.update(wall_s=wall, audio_s=audio_s, realtime_x=audio_s / wall if wall > 0 else 0.0)
+  return summary
+
+
+def _stream_file(index: int, record: FileRecord, batcher: _Batcher, sample_rate: int,
+                 input_length: int, hop: Optional[int], allow_resample: bool,
+                 block_seconds: float) -> None:
+  info = probe_audio(record.path)
+  record.source_sample_rate, record.channels = int(info.samplerate), int(info.channels)
+  if record.source_sample_rate != sample_rate and not allow_resample:
+    raise AudioDecodeError(record.path, f"sample rate {record.source_sample_rate} Hz differs "
+                                        f"from the model's {sample_rate} Hz and resampling is "
+                                        f"disabled")
+  record.resampled = record.source_sample_rate != sample_rate
+  decoded = 0
+
+  def counted(blocks):
+    nonlocal decoded
+    for block in blocks:
+      decoded += len(block)
+      yield block
+
+  block_frames = max(1, int(block_seconds * record.source_sample_rate))
+  blocks = resample_stream(counted(decode_blocks(record.path, block_frames)),
+                           record.source_sample_rate, sample_rate)
+  for segment in segment_stream(blocks, input_length, hop):
+    batcher.add(index, segment)
+    record.segments += 1
+    record.padded |= segment.padded
+  if decoded == 0:
+    raise AudioDecodeError(record.path, "empty file (no audio frames)")
+  record.duration_s = decoded / record.source_sample_rate
+  record.status = "ok"
+
+
+def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _Batcher,
+                   scores_name: str, output_names: Sequence[str], info: dict) -> dict:
+  ok = [r for r in records if r.status == "ok"]
+  for row, record in enumerate(ok):
+    record.row = row
+    assert record.results == record.segments, (record.path, record.results, record.segments)
+  if ok:
+    embeddings = np.stack([r.embedding_sum / r.segments for r in ok]).astype(np.float32)
+    scores = np.stack([r.scores_sum / r.segments for r in ok]).astype(np.float32)
+  else:
+    embeddings = scores = np.zeros((0, 0), np.float32)
+  np.save(out_dir / "embeddings.npy", embeddings)
+  np.save(out_dir / f"{scores_name}.npy", scores)
+  with open(out_dir / "index.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
+    writer.writeheader()
+    writer.writerows(r.index_row() for r in records)
+  with open(out_dir / "index.jsonl", "w") as f:
+    for record in records:
+      row = record.index_row()
+      if record.status == "ok" and output_names:
+        top = np.argsort(-scores[record.row])[:5]
+        row["top"] = {output_names[i]: round(float(scores[record.row, i]), 4) for i in top}
+      f.write(json.dumps(row) + "\n")
+  segments = sum(r.segments for r in ok)
+  if batcher.per_segment:
+    keep = [i for i, (file_index, _) in enumerate(batcher.segment_rows)
+            if records[file_index].status == "ok"]
+    outputs = [batcher.segment_outputs[i] for i in keep]
+    np.save(out_dir / "segment_embeddings.npy",
+            np.stack([e for e, _ in outputs]) if outputs else np.zeros((0, 0), np.float32))
+    np.save(out_dir / f"segment_{scores_name}.npy",
+            np.stack([s for _, s in outputs]) if outputs else np.zeros((0, 0), np.float32))
+    with open(out_dir / "segments.csv", "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["file_row", "start_s"])
+      for i in keep:
+        file_index, start = batcher.segment_rows[i]
+        writer.writerow([records[file_index].row, start / records[file_index].sample_rate])
+  summary = {"files": len(records), "ok": len(ok), "failed": len(records) - len(ok),
+             "segments": segments, "embedding_dim": int(embeddings.shape[1]),
+             "scores": scores_name, "out": str(out_dir)}
+  assert summary["ok"] + summary["failed"] == summary["files"]
+  (out_dir / "embed_info.json").write_text(json.dumps(
+      dict(info, **summary, output_names=list(output_names)), indent=2) + "\n")
+  return summary
+
+
+# --- From a trained workdir --------------------------------------------------------------------
+
+
+def make_forward(trained, batch_size: int) -> tuple[Callable, str]:
+  """``(forward, scores_name)`` for a ``musicrep_jax.serving.inference.Trained`` model: a jitted
+  eval-mode forward giving ``(embedding, sigmoid(logits))`` for tagging models, else
+  ``(embedding, logits)``."""
+  import jax
+
+  from musicrep_jax.tasks.tagging import TaggingTask
+
+  tagging = isinstance(trained.task, TaggingTask)
+  variables = jax.device_put(trained.variables)
+
+  @jax.jit
+  def apply(variables, audio):
+    out = trained.task.forward(trained.model, variables, {"audio": audio}, train=False)
+    scores = jax.nn.sigmoid(out["logits"]) if tagging else out["logits"]
+    return out["embedding"], scores
+
+  del batch_size  # One shape: the batcher always sends full (padded) batches.
+  return (lambda audio: apply(variables, audio)), ("tag_scores" if tagging else "logits")

@@ -1,0 +1,547 @@
+"""PyTorch mirrors of the Flax model families: the same layers, the same numbers (in eval mode).
+
+Every mirror takes the Flax model's constructor fields (``musicrep_jax.serving.export.model_kwargs``),
+takes audio ``[batch, time, 1]`` (the Flax layout) or ``[batch, 1, time]`` (NCW), and returns
+``{"logits": [batch, num_outputs], "embedding": [batch, d]}`` like the Flax model. Its
+``state_dict`` names are exactly ``musicrep_jax.serving.export.layout`` (docs/export.md), so a
+safetensors export loads with ``load_flat``. This is the project's one PyTorch implementation:
+``bench/torch_sample_cnn.py`` benchmarks ``SampleCNNMirror``.
+
+Matching choices:
+  * 'same' convolutions pad ``(k - 1) // 2`` left and ``k // 2`` right (XLA's SAME for stride
+    1; for stride s the padding is computed from the input length as XLA does); 'valid' none.
+  * ``MaxPool1d(m, m)`` floors like ``max_pool_time``; global pools are max / mean over time.
+  * BatchNorm momentum in PyTorch's convention is ``1 - flax_momentum`` (0.99 -> 0.01), the same
+    epsilon. (PyTorch updates the running variance with the unbiased batch variance, Flax with
+    the biased one: a training-time difference in the running statistics only.)
+  * Init (for training benchmarks): He-uniform convolutions (``kaiming_uniform_``, ReLU gain =
+    Flax ``he_uniform``), Glorot-uniform linear layers, zero biases.
+  * Mel front end (papers.md 1.3): the STFT is a strided ``conv1d`` with the real-DFT basis times
+    the periodic Hann window as its kernel (the Flax side's ``fft="rfft"`` or ``"matmul"``
+    computes the same transform), magnitude, ``@ mel_filterbank``, ``log10(1 + scale * mel)``,
+    ``(x - mean) / std``. ``window`` and ``mel_filterbank`` are buffers saved with the weights.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicrep_jax.serving.export import layout, safetensors_io
+from musicrep_jax.frontends.mel import PAPER_MEL_MEAN, PAPER_MEL_STD, samples_for_frames
+from musicrep_jax.models.sample_cnn import input_length as sample_cnn_input_length
+from musicrep_jax.models.sample_cnn import paper_channels
+
+
+def same_padding(length: int, kernel: int, stride: int) -> tuple[int, int]:
+  """XLA 'SAME' padding ``(left, right)`` of a length-``length`` input: output
+  ``ceil(length / stride)``, total ``max((out - 1) * stride + kernel - length, 0)``, left half
+  rounded down."""
+  out = -(-length // stride)
+  total = max((out - 1) * stride + kernel - length, 0)
+  return total // 2, total - total // 2
+
+
+class ConvBN(nn.Module):
+  """Conv1d + BatchNorm1d (+ ReLU) on ``[batch, channels, time]``; sub-modules ``conv``, ``bn``."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+               padding: str = "SAME", bn_momentum: float = 0.99, bn_epsilon: float = 1e-5,
+               relu: bool = True):
+    super().__init__()
+    if padding.upper() not in ("SAME", "VALID"):
+      raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+    self.kernel_size, self.stride, self.relu = kernel_size, stride, relu
+    self.same = padding.upper() == "SAME"
+    # Symmetric 'same' padding (odd kernel, stride 1) goes into the conv; the rest is F.pad.
+    self.native_pad = self.same and stride == 1 and kernel_size % 2 == 1
+    self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride,
+                          padding=(kernel_size - 1) // 2 if self.native_pad else 0)
+    self.bn = nn.BatchNorm1d(out_channels, eps=bn_epsilon, momentum=1.0 - bn_momentum)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    if self.same and not self.native_pad:
+      x = F.pad(x, same_padding(x.shape[-1], self.kernel_size, self.stride))
+    x = self.bn(self.conv(x))
+    return F.relu(x) if self.relu else x
+
+
+def _channels_first(audio: torch.Tensor) -> torch.Tensor:
+  """``[batch, time, 1]`` (Flax) or ``[batch, 1, time]`` -> ``[batch, 1, time]``."""
+  if audio.dim() != 3 or 1 not in (audio.shape[1], audio.shape[2]):
+    raise ValueError(f"audio must be [batch, time, 1] or [batch, 1, time], got "
+                     f"{tuple(audio.shape)}")
+  return audio.transpose(1, 2) if audio.shape[-1] == 1 else audio
+
+
+def _check_length(audio: torch.Tensor, expected: int, what: str) -> None:
+  if audio.shape[-1] != expected:
+    raise ValueError(f"{what} expects {expected} samples per example, got {audio.shape[-1]}")
+
+
+def constructor_fields(arguments: dict) -> dict:
+  """A mirror's ``__init__`` ``locals()`` -> its fields (``**frontend`` flattened), kept as
+  ``mirror.kwargs`` for the layout map."""
+  fields = {k: v for k, v in arguments.items() if k not in ("self", "__class__", "frontend")}
+  fields.update(arguments.get("frontend", {}))
+  return fields
+
+
+def reset_parameters(model: nn.Module) -> None:
+  """He-uniform convolutions, Glorot-uniform linear layers, zero biases (the Flax initialisers;
+  SE and head layers are Glorot in Flax too)."""
+  for module in model.modules():
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+      nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
+      nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Linear):
+      nn.init.xavier_uniform_(module.weight)
+      nn.init.zeros_(module.bias)
+
+
+class SampleCNNMirror(nn.Module):
+  """``models.sample_cnn.SampleCNN`` (papers.md 2): conv0, ``n`` blocks + MaxPool(m), conv1x1
+  (= embedding), dropout, dense."""
+
+  family = "sample_cnn"
+
+  def __init__(self, num_outputs: int = 50, m: int = 3, n: int = 9,
+               first_filter: Optional[int] = None, channels: Optional[Sequence[int]] = None,
+               dropout_rate: float = 0.5, bn_momentum: float = 0.99, bn_epsilon: float = 1e-5):
+    super().__init__()
+    self.kwargs = constructor_fields(locals())
+    channels = tuple(channels or paper_channels(n))
+    if len(channels) != n + 2:
+      raise ValueError(f"channels needs n + 2 = {n + 2} entries, got {len(channels)}")
+    self.m, self.n = m, n
+    self.input_length = sample_cnn_input_length(m, n, first_filter)
+    first = first_filter or m
+    bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    self.conv0 = ConvBN(1, channels[0], first, stride=first, padding="VALID", **bn)
+    self.blocks = nn.ModuleList(ConvBN(channels[i], channels[i + 1], m, **bn) for i in range(n))
+    self.pool = nn.MaxPool1d(m, stride=m)
+    self.conv1x1 = ConvBN(channels[n], channels[n + 1], 1, **bn)
+    self.dropout = nn.Dropout(dropout_rate)
+    self.dense = nn.Linear(channels[-1], num_outputs)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    x = _channels_first(audio)
+    _check_length(x, self.input_length, f"SampleCNN m={self.m}, n={self.n}")
+    x = self.conv0(x)
+    for block in self.blocks:
+      x = self.pool(block(x))
+    embedding = self.conv1x1(x).flatten(1)  # time is 1 here
+    return {"logits": self.dense(self.dropout(embedding)), "embedding": embedding}
+
+
+class SqueezeExcitation(nn.Module):
+  """SE of papers.md 6.2 on ``[batch, C, time]``: scale by sigmoid(fc2(relu(fc1(mean_t x))))."""
+
+  def __init__(self, channels: int, amplifying_ratio: float):
+    super().__init__()
+    hidden = max(1, int(round(amplifying_ratio * channels)))
+    self.fc1 = nn.Linear(channels, hidden)
+    self.fc2 = nn.Linear(hidden, channels)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=-1)))))
+    return x * s.unsqueeze(-1)
+
+
+class PlainBlock(ConvBN):
+  """basic / se blocks: Conv -> BN -> ReLU -> MaxPool(m) (-> SE)."""
+
+  def __init__(self, in_channels: int, features: int, m: int, use_se: bool,
+               amplifying_ratio: float, bn_momentum: float, bn_epsilon: float):
+    super().__init__(in_channels, features, m, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    self.pool = nn.MaxPool1d(m, stride=m)
+    self.se = SqueezeExcitation(features, amplifying_ratio) if use_se else None
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = self.pool(super().forward(x))
+    return self.se(x) if self.se is not None else x
+
+
+class ResidualBlock(nn.Module):
+  """res1/res2/rese1/rese2: shortcut (1x1 conv + BN where channels change) + residual convs
+  (ReLU + dropout between) (+ SE) -> Add -> ReLU -> MaxPool(m)."""
+
+  def __init__(self, in_channels: int, features: int, m: int, num_convs: int, use_se: bool,
+               amplifying_ratio: float, dropout_rate: float, bn_momentum: float,
+               bn_epsilon: float):
+    super().__init__()
+    bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, relu=False)
+    self.shortcut = (ConvBN(in_channels, features, 1, **bn) if in_channels != features
+                     else None)
+    self.convs = nn.ModuleList(ConvBN(in_channels if j == 0 else features, features, m, **bn)
+                               for j in range(num_convs))
+    self.dropout = nn.Dropout(dropout_rate)
+    self.se = SqueezeExcitation(features, amplifying_ratio) if use_se else None
+    self.pool = nn.MaxPool1d(m, stride=m)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    shortcut = self.shortcut(x) if self.shortcut is not None else x
+    for j, conv in enumerate(self.convs):
+      if j > 0:
+        x = self.dropout(F.relu(x))
+      x = conv(x)
+    if self.se is not None:
+      x = self.se(x)
+    return self.pool(F.relu(shortcut + x))
+
+
+class ReSEMirror(nn.Module):
+  """``models.resemul.SampleCNNBlocks`` (papers.md 6.2): conv0, ``n`` blocks, global max of the
+  last block (or the last ``multi_level_blocks``), head Dense + BN + ReLU (= embedding),
+  dropout, logits."""
+
+  family = "resemul"
+
+  def __init__(self, num_outputs: int = 50, block: str = "se", m: int = 3, n: int = 9,
+               init_features: int = 128, channels: Optional[Sequence[int]] = None,
+               amplifying_ratio: float = 16.0, block_dropout_rate: float = 0.2,
+               multi_level: bool = True, multi_level_blocks: int = 3,
+               head_width: Optional[int] = None, dropout_rate: float = 0.5,
+               first_padding: str = "VALID", check_length: bool = True,
+               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3):
+    super().__init__()
+    from musicrep_jax.models.resemul import resemul_channels
+
+    self.kwargs = constructor_fields(locals())
+    channels = tuple(channels or resemul_channels(n, init_features))
+    if len(channels) != n + 1:
+      raise ValueError(f"channels needs n + 1 = {n + 1} entries, got {len(channels)}")
+    num_convs, use_se = layout.resemul_block_structure(block)
+    self.m, self.n, self.check_length = m, n, check_length
+    self.input_length = sample_cnn_input_length(m, n)
+    self.levels = multi_level_blocks if multi_level else 1
+    bn = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    self.conv0 = ConvBN(1, channels[0], m, stride=m, padding=first_padding, **bn)
+    blocks = []
+    for i in range(n):
+      if num_convs == 0:
+        blocks.append(PlainBlock(channels[i], channels[i + 1], m, use_se, amplifying_ratio, **bn))
+      else:
+        blocks.append(ResidualBlock(channels[i], channels[i + 1], m, num_convs, use_se,
+                                    amplifying_ratio, block_dropout_rate, **bn))
+    self.blocks = nn.ModuleList(blocks)
+    pooled = sum(channels[-self.levels:])
+    self.head_dense = nn.Linear(pooled, head_width or pooled)
+    self.head_bn = nn.BatchNorm1d(head_width or pooled, eps=bn_epsilon, momentum=1 - bn_momentum)
+    self.dropout = nn.Dropout(dropout_rate)
+    self.logits = nn.Linear(head_width or pooled, num_outputs)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    x = _channels_first(audio)
+    if self.check_length:
+      _check_length(x, self.input_length, f"resemul m={self.m}, n={self.n}")
+    x = self.conv0(x)
+    outputs = []
+    for block in self.blocks:
+      x = block(x)
+      outputs.append(x)
+    pooled = torch.cat([level.amax(dim=-1) for level in outputs[-self.levels:]], dim=-1)
+    embedding = F.relu(self.head_bn(self.head_dense(pooled)))
+    return {"logits": self.logits(self.dropout(embedding)), "embedding": embedding}
+
+
+class MelFrontend(nn.Module):
+  """Raw audio ``[batch, 1, samples]`` -> log-mel ``[batch, n_mels, frames]``: the
+  ``models.mel_cnn._MelInput`` front end (``frontends.mel.mel_spectrogram``; papers.md 1.3)
+  with ``power`` 1 or 2 and ``log`` ``"log10_1p"``, ``"log"``, ``"db"`` (ref 1, librosa's
+  ``amin``, top 80 dB per example) or ``"none"``, then ``(x - mel_mean) / mel_std``."""
+
+  def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, center: bool,
+               pad_mode: str, power: float, log: str, log_scale: float,
+               mel_mean: Optional[float], mel_std: Optional[float]):
+    super().__init__()
+    if log not in ("log10_1p", "log", "db", "none") or (log == "db" and power not in (1, 2)):
+      raise ValueError(f"the PyTorch mel front end has no log={log!r} with power={power}")
+    buffers = layout.frontend_buffers("mel_dcnn", dict(sample_rate=sample_rate, n_fft=n_fft,
+                                                       n_mels=n_mels))
+    self.register_buffer("window", torch.from_numpy(buffers["frontend.window"]))
+    self.register_buffer("mel_filterbank", torch.from_numpy(buffers["frontend.mel_filterbank"]))
+    n = np.arange(n_fft)[None, :]
+    k = np.arange(n_fft // 2 + 1)[:, None]
+    angle = 2.0 * np.pi * ((n * k) % n_fft) / n_fft
+    basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=0)  # [2 * bins, n_fft]
+    self.register_buffer("dft", torch.from_numpy(basis.astype(np.float32)), persistent=False)
+    self.n_fft, self.hop_length, self.center, self.pad_mode = n_fft, hop_length, center, pad_mode
+    self.power, self.log, self.log_scale = float(power), log, log_scale
+    self.mel_mean, self.mel_std = mel_mean, mel_std
+
+  def compress(self, mel: torch.Tensor) -> torch.Tensor:
+    """The ``log`` compression of ``[batch, frames, n_mels]``."""
+    if self.log == "log10_1p":
+      return torch.log10(1.0 + self.log_scale * mel)
+    if self.log == "log":
+      return torch.log(mel + 1e-6)
+    if self.log == "db":  # power_to_db(S) or amplitude_to_db(S) = power_to_db(S**2), ref 1.
+      power = mel if self.power == 2.0 else mel * mel
+      db = 10.0 * torch.log10(torch.clamp(power, min=1e-10))
+      return torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - 80.0)
+    return mel
+
+  def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    x = audio
+    if self.center:
+      x = F.pad(x, (self.n_fft // 2, self.n_fft // 2), mode=self.pad_mode)
+    kernel = (self.dft * self.window).unsqueeze(1)  # [2 * bins, 1, n_fft]
+    real, imag = F.conv1d(x, kernel, stride=self.hop_length).chunk(2, dim=1)
+    spec = real * real + imag * imag  # power, [batch, bins, frames]
+    if self.power == 1.0:
+      spec = torch.sqrt(spec)
+    elif self.power != 2.0:
+      spec = spec ** (self.power / 2.0)
+    mel = self.compress(torch.matmul(spec.transpose(1, 2), self.mel_filterbank))
+    if self.mel_mean is not None:
+      mel = mel - self.mel_mean
+    if self.mel_std is not None:
+      mel = mel / self.mel_std
+    return mel.transpose(1, 2)
+
+
+class _MelMirror(nn.Module):
+  """Front-end fields shared by the mel mirrors (``models.mel_cnn._MelInput``)."""
+
+  def _init_frontend(self, num_frames: int, sample_rate: int, n_fft: int, hop_length: int,
+                     n_mels: int, center: bool, pad_mode: str, power: float, log: str,
+                     log_scale: float, mel_mean: Optional[float],
+                     mel_std: Optional[float]) -> None:
+    self.num_frames = num_frames
+    self.input_length = samples_for_frames(num_frames, n_fft, hop_length, center)
+    self.frontend = MelFrontend(sample_rate, n_fft, hop_length, n_mels, center, pad_mode,
+                                power, log, log_scale, mel_mean, mel_std)
+
+  def conv_stack(self, channels: Sequence[int], kernel_sizes: Sequence[int], bn_momentum: float,
+                 bn_epsilon: float) -> tuple[nn.ModuleList, int]:
+    """1-D conv + BN + ReLU layers on the mel bins as channels -> ``(layers, last width)``."""
+    cin, convs = self.frontend.mel_filterbank.shape[1], []
+    for c, k in zip(channels, kernel_sizes):
+      convs.append(ConvBN(cin, c, k, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon))
+      cin = c
+    return nn.ModuleList(convs), cin
+
+  def mel(self, audio: torch.Tensor) -> torch.Tensor:
+    x = _channels_first(audio)
+    _check_length(x, self.input_length, f"{type(self).__name__} num_frames={self.num_frames}")
+    return self.frontend(x)
+
+
+_MEL_DEFAULTS = dict(sample_rate=22050, n_fft=1024, hop_length=512, n_mels=128, center=False,
+                     pad_mode="reflect", power=1.0, log="log10_1p", log_scale=10.0)
+
+
+class MelDCNNMirror(_MelMirror):
+  """``models.mel_cnn.MelDCNN`` (papers.md 5.2): conv + BN + ReLU (+ MaxPool) per layer, global
+  average (= embedding), dropout, dense. ``fft`` is accepted and ignored (see module doc)."""
+
+  family = "mel_dcnn"
+
+  def __init__(self, num_outputs: int = 1000, channels: Sequence[int] = (128, 128, 128, 128, 256),
+               kernel_sizes: Sequence[int] = (4, 4, 4, 2, 1),
+               pool_sizes: Sequence[int] = (4, 4, 4, 2, 1), dropout_rate: float = 0.0,
+               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, num_frames: int = 129,
+               mel_mean: Optional[float] = PAPER_MEL_MEAN, mel_std: Optional[float] = PAPER_MEL_STD,
+               fft: str = "rfft", **frontend):
+    super().__init__()
+    frontend = dict(_MEL_DEFAULTS, **frontend)
+    self.kwargs = constructor_fields(locals())
+    self._init_frontend(num_frames, mel_mean=mel_mean, mel_std=mel_std, **frontend)
+    self.convs, cin = self.conv_stack(channels, kernel_sizes, bn_momentum, bn_epsilon)
+    self.pool_sizes = tuple(pool_sizes)
+    self.dropout = nn.Dropout(dropout_rate)
+    self.dense = nn.Linear(cin, num_outputs)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    x = self.mel(audio)
+    for conv, p in zip(self.convs, self.pool_sizes):
+      x = conv(x)
+      if p > 1:
+        x = F.max_pool1d(x, p, p)
+    embedding = x.mean(dim=-1)
+    return {"logits": self.dense(self.dropout(embedding)), "embedding": embedding}
+
+
+class MelFrameCNNMirror(_MelMirror):
+  """``models.mel_cnn.MelFrameCNN`` (papers.md 3.1): [MaxPool ->] conv + BN + ReLU per layer,
+  global max of each layer (``multi_level``; the last = embedding), dropout, [hidden,] dense."""
+
+  family = "mel_frame_cnn"
+
+  def __init__(self, num_frames: int = 27, num_outputs: int = 50,
+               channels: Optional[Sequence[int]] = None, kernel_size: int = 3,
+               pool_size: int = 3, hidden_units: int = 0, dropout_rate: float = 0.5,
+               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3,
+               mel_mean: Optional[float] = PAPER_MEL_MEAN, mel_std: Optional[float] = PAPER_MEL_STD,
+               fft: str = "rfft", **frontend):
+    super().__init__()
+    from musicrep_jax.models.mel_cnn import frame_cnn_num_convs
+
+    frontend = dict(_MEL_DEFAULTS, **frontend)
+    self.kwargs = constructor_fields(locals())
+    self._init_frontend(num_frames, mel_mean=mel_mean, mel_std=mel_std, **frontend)
+    channels = tuple(channels or (128,) * frame_cnn_num_convs(num_frames))
+    self.convs, cin = self.conv_stack(channels, (kernel_size,) * len(channels), bn_momentum,
+                                      bn_epsilon)
+    self.pool_size = pool_size
+    self.dropout = nn.Dropout(dropout_rate)
+    self.hidden = nn.Linear(cin, hidden_units) if hidden_units else None
+    self.dense = nn.Linear(hidden_units or cin, num_outputs)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    x = self.mel(audio)
+    levels = []
+    for i, conv in enumerate(self.convs):
+      if i > 0:
+        x = F.max_pool1d(x, self.pool_size, self.pool_size)
+      x = conv(x)
+      levels.append(x.amax(dim=-1))
+    embedding = levels[-1]
+    h = self.dropout(embedding)
+    if self.hidden is not None:
+      h = F.relu(self.hidden(h))
+    return {"logits": self.dense(h), "embedding": embedding,
+            "multi_level": torch.cat(levels, dim=-1)}
+
+
+_ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
+
+
+class ConvBN2D(nn.Module):
+  """Conv2d ('same', stride 1) + BatchNorm2d + activation on ``[batch, C, time, mel]``."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: int, activation: str,
+               bn_momentum: float, bn_epsilon: float):
+    super().__init__()
+    if activation not in _ACTIVATIONS:
+      raise ValueError(f"no PyTorch activation {activation!r}; mirrored: {sorted(_ACTIVATIONS)}")
+    self.kernel_size, self.activation = kernel_size, _ACTIVATIONS[activation]
+    self.native_pad = kernel_size % 2 == 1
+    self.conv = nn.Conv2d(in_channels, out_channels, kernel_size,
+                          padding=(kernel_size - 1) // 2 if self.native_pad else 0)
+    self.bn = nn.BatchNorm2d(out_channels, eps=bn_epsilon, momentum=1.0 - bn_momentum)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    if not self.native_pad:
+      left, right = same_padding(1, self.kernel_size, 1)
+      x = F.pad(x, (left, right, left, right))
+    return self.activation(self.bn(self.conv(x)))
+
+
+class MelCNN2DMirror(_MelMirror):
+  """``models.mel_cnn.MelCNN2D`` (Choi et al.'s FCN-4, papers.md 2.6): [input BN,] 2-D conv +
+  BN + activation + max-pool (time, mel) per layer, global max (= embedding), dropout, dense."""
+
+  family = "mel_cnn2d"
+
+  def __init__(self, num_outputs: int = 50, channels: Sequence[int] = (128, 384, 768, 2048),
+               pools_mel_time: Sequence[Sequence[int]] = ((2, 4), (4, 5), (3, 8), (4, 8)),
+               kernel_size: int = 3, activation: str = "elu", input_batchnorm: bool = True,
+               dropout_rate: float = 0.5, bn_momentum: float = 0.99, bn_epsilon: float = 1e-3,
+               num_frames: int = 1366, mel_mean: Optional[float] = None,
+               mel_std: Optional[float] = None, fft: str = "rfft", **frontend):
+    super().__init__()
+    frontend = dict(_MEL_DEFAULTS, **dict(dict(sample_rate=12000, n_fft=512, hop_length=256,
+                                               n_mels=96, center=True, power=2.0, log="db"),
+                                          **frontend))
+    self.kwargs = constructor_fields(locals())
+    self._init_frontend(num_frames, mel_mean=mel_mean, mel_std=mel_std, **frontend)
+    self.input_bn = (nn.BatchNorm2d(1, eps=bn_epsilon, momentum=1.0 - bn_momentum)
+                     if input_batchnorm else None)
+    cin, convs = 1, []
+    for c in channels:
+      convs.append(ConvBN2D(cin, c, kernel_size, activation, bn_momentum, bn_epsilon))
+      cin = c
+    self.convs = nn.ModuleList(convs)
+    self.pools = tuple((int(t), int(m)) for m, t in pools_mel_time)  # (time, mel)
+    self.dropout = nn.Dropout(dropout_rate)
+    self.dense = nn.Linear(cin, num_outputs)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    x = self.mel(audio).transpose(1, 2).unsqueeze(1)  # [batch, 1, frames, n_mels]
+    if self.input_bn is not None:
+      x = self.input_bn(x)
+    for conv, pool in zip(self.convs, self.pools):
+      x = F.max_pool2d(conv(x), pool, pool)
+    embedding = x.amax(dim=(2, 3))
+    return {"logits": self.dense(self.dropout(embedding)), "embedding": embedding}
+
+
+MIRRORS = {cls.family: cls for cls in (SampleCNNMirror, ReSEMirror, MelDCNNMirror,
+                                        MelFrameCNNMirror, MelCNN2DMirror)}
+
+
+def build_mirror(family: str, kwargs: dict) -> nn.Module:
+  """The PyTorch mirror of ``family`` built from the Flax model's fields (eval mode)."""
+  if family not in MIRRORS:
+    raise ValueError(f"no PyTorch mirror for model {family!r}; mirrored: {sorted(MIRRORS)}")
+  from musicrep_jax.config_loading import constructor_kwargs
+
+  return MIRRORS[family](**constructor_kwargs(kwargs)).eval()
+
+
+@torch.no_grad()
+def load_flat(model: nn.Module, flat: dict[str, np.ndarray]) -> None:
+  """Copies ``{name: array}`` (``layout.to_flat`` / a safetensors export) into ``model``.
+
+  Every parameter and running statistic must be present and of the right shape; BatchNorm's
+  ``num_batches_tracked`` (unused in eval mode) is not part of the layout.
+  """
+  state = model.state_dict()
+  expected = {k for k in state if not k.endswith("num_batches_tracked")}
+  if set(flat) != expected:
+    raise KeyError(f"tensor names differ from the mirror's: missing "
+                   f"{sorted(expected - set(flat))[:5]}, unexpected {sorted(set(flat) - expected)[:5]}")
+  for name, array in flat.items():
+    if tuple(state[name].shape) != tuple(array.shape):
+      raise ValueError(f"{name}: shape {tuple(array.shape)} differs from the mirror's "
+                       f"{tuple(state[name].shape)}")
+    state[name].copy_(torch.from_numpy(np.array(array, np.float32)))
+
+
+def load_flax_variables(model: nn.Module, variables: dict) -> None:
+  """Copies Flax ``{"params", "batch_stats"}`` of the mirrored model into ``model`` in place."""
+  header = safetensors_io.ModelHeader(model.family, model.kwargs, 0, model.input_length)
+  load_flat(model, safetensors_io.flat_tensors(header, variables))
+
+
+def mirror_from_flax(flax_model, variables: dict) -> nn.Module:
+  """The eval-mode PyTorch mirror of a Flax model instance, holding ``variables``."""
+  from musicrep_jax.serving.export import model_family, model_kwargs
+
+  mirror = build_mirror(model_family(flax_model), model_kwargs(flax_model))
+  load_flax_variables(mirror, variables)
+  return mirror
+
+
+def mirror_from_safetensors(path: str | os.PathLike) -> tuple[nn.Module, "safetensors_io.ModelHeader"]:
+  """``(eval-mode mirror, header)`` from a ``musicrep export --format safetensors`` file."""
+  header, tensors = safetensors_io.read(path)
+  mirror = build_mirror(header.family, header.kwargs)
+  load_flat(mirror, tensors)
+  return mirror, header
+
+
+def num_params(model: nn.Module) -> int:
+  """Trainable parameters (BatchNorm running statistics excluded, as in Flax ``params``)."""
+  return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def forward_numpy(model: nn.Module, audio: np.ndarray) -> dict[str, np.ndarray]:
+  """Eval-mode forward of float32 numpy ``[batch, time, 1]`` -> numpy outputs."""
+  model.eval()
+  with torch.no_grad():
+    out = model(torch.from_numpy(np.ascontiguousarray(audio, np.float32)))
+  return {k: v.numpy() for k, v in out.items()}
+

@@ -1,0 +1,59 @@
+"""Which prepared shards a run reads: ``--data-dir``, or the embedded corpus rendered into a cache.
+
+Without ``--data-dir``, a config whose ``data.name`` is ``"synthetic"`` renders the corpus once
+into ``$MUSICREP_CACHE`` (default ``~/.cache/musicrep_jax``) under a name derived from its
+settings, so the README's first command needs nothing else. Each process renders its own copy if
+missing (hosts of a pod do not share disks); a file lock keeps processes of one machine from
+racing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+
+import ml_collections
+
+from musicrep_jax.errors import UserError
+
+
+def cache_root() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("MUSICREP_CACHE", "~/.cache/musicrep_jax")).expanduser()
+
+
+def synthetic_cache_dir(data: ml_collections.ConfigDict) -> pathlib.Path:
+  settings = dict(data.synthetic.to_dict(), sample_rate=data.sample_rate)
+  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+  return cache_root() / f"synthetic-{digest}"
+
+
+def ensure_synthetic(data: ml_collections.ConfigDict) -> pathlib.Path:
+  """Renders and prepares the embedded corpus for ``data`` unless the cache already holds it."""
+  out = synthetic_cache_dir(data)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  with open(str(out) + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (out / "prepare_report.json").exists():
+      from musicrep_jax.data_pipelines.prepare import prepare_synthetic  # Lazy: pulls in TFDS.
+
+      print(f"Rendering the embedded synthetic corpus into {out} (once) ...", flush=True)
+      prepare_synthetic(out, num_clips=data.synthetic.num_clips, seed=data.synthetic.seed,
+                        sample_rate=data.sample_rate, clip_seconds=data.synthetic.clip_seconds)
+  return out
+
+
+def resolve_shards(config: ml_collections.ConfigDict, data_dir: str | None):
+  """-> ``musicrep_jax.data.shards.Shards`` for the run, checked against ``config.data.sample_rate``."""
+  from musicrep_jax.data.shards import open_shards
+
+  if data_dir is None:
+    if config.data.name != "synthetic":
+      raise UserError(
+          f"config.data.name={config.data.name!r} reads prepared shards: pass --data-dir DIR "
+          f"(see `musicrep prepare --help`), or train on the embedded corpus with "
+          f"{config.get('config_file', 'the config')}:runlocal.")
+    data_dir = ensure_synthetic(config.data)
+  return open_shards(data_dir, expected_sample_rate=config.data.sample_rate)

@@ -1,0 +1,388 @@
+"""The training run, top to bottom: workdir & logging -> mesh -> input -> model & optimizer ->
+state on the mesh -> resume -> loop (step, log, evaluate, checkpoint, preemption) -> final test.
+
+One code path serves a laptop and a pod: the batch is split over every device of every process,
+each process reads only its slice of the data (Grain, ``input_pipeline``), and per-process numpy
+batches become global ``jax.Array``s. The train step is compiled once (counted in the summary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from musicrep_jax.training import checkpoints as checkpointing, optimizers
+from musicrep_jax import config_loading
+from musicrep_jax.data import pipeline as input_pipeline
+from musicrep_jax.training import mesh as sharding_lib
+from musicrep_jax.training import step as steps
+from musicrep_jax.training.run_data import resolve_shards
+from musicrep_jax.errors import UserError
+from musicrep_jax.training.writers import MetricWriter
+from musicrep_jax.registry import MODELS, TASKS
+
+import musicrep_jax.models  # noqa: F401  (registers models)
+import musicrep_jax.tasks  # noqa: F401  (registers tasks)
+
+
+class TrainingDiverged(UserError):
+  """The loss or gradient norm became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class Run:
+  """What a config and a dataset make: model, task, optimizer, compiled steps, the mesh."""
+
+  config: ml_collections.ConfigDict
+  shards: Any
+  mesh: Any
+  model: Any
+  task: Any
+  tx: Any
+  input_length: int
+  create_state: Any
+  train_step: Any
+  eval_step: Any
+
+
+def build_run(config: ml_collections.ConfigDict, shards) -> Run:
+  mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
+  sharding_lib.check_batch_size(config.batch_size, mesh)
+  task = make_task(config)
+  kwargs = config_loading.constructor_kwargs(config.model.kwargs)
+  kwargs.update(task.model_kwargs(shards))
+  kwargs["dtype"] = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+  model_cls = MODELS.get(config.model.name)
+  if "sample_rate" in getattr(model_cls, "__dataclass_fields__", {}):
+    # Models with a spectrogram front end take the data's rate; a different explicit value
+    # would silently compute wrong mel bands.
+    if kwargs.get("sample_rate", config.data.sample_rate) != config.data.sample_rate:
+      raise UserError(f"config.model.kwargs.sample_rate={kwargs['sample_rate']} differs from "
+                      f"config.data.sample_rate={config.data.sample_rate}.")
+    kwargs["sample_rate"] = config.data.sample_rate
+  try:
+    model = model_cls(**kwargs)
+  except TypeError as e:
+    raise UserError(f"config.model.kwargs do not fit model {config.model.name!r}: {e}") from None
+  input_length = model.input_length
+  tx = optimizers.make_optimizer(config.optimizer, config.num_train_steps)
+  create_state = steps.make_create_state(model, tx, input_length, mesh, task,
+                                         config.mesh.get("fsdp_min_size", 2 ** 14))
+  layout = create_state.state_sharding
+  return Run(config=config, shards=shards, mesh=mesh, model=model, task=task, tx=tx,
+             input_length=input_length, create_state=create_state,
+             train_step=steps.make_train_step(model, task, tx, mesh, config.seed, layout),
+             eval_step=steps.make_eval_step(model, task, mesh, layout))
+
+
+def make_task(config: ml_collections.ConfigDict):
+  """``TASKS[config.task.name](**config.task.kwargs)`` with a clear error for bad kwargs."""
+  return config_loading.build_from_config(
+      TASKS.get(config.task.name), config.task.get("kwargs", None) or {},
+      f"config.task.kwargs do not fit task {config.task.name!r}")
+
+
+def abstract_state(run: Run):
+  """The state's shapes with this run's shardings: Orbax restores any checkpoint into them,
+  whatever mesh wrote it."""
+  shapes = jax.eval_shape(run.create_state, jax.random.key(run.config.seed))
+  return jax.tree.map(lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                               sharding=sharding),
+                      shapes, run.create_state.state_sharding)
+
+
+def train_source(c: ml_collections.ConfigDict, shards):
+  """The training split's records: the shards, or all of them in memory when
+  ``config.data.cache_in_memory`` (``input_pipeline.load_in_memory``)."""
+  source = shards.source(c.data.train_split)
+  if not c.data.get("cache_in_memory", False):
+    return source
+  return input_pipeline.load_in_memory(
+      source, max_megabytes=c.data.get("cache_max_mb", 4096),
+      progress=c.get("progress_bar", True) and jax.process_index() == 0)
+
+
+def make_train_iterator(run: Run):
+  c = run.config
+  return run.task.train_iterator(
+      train_source(c, run.shards), crop_length=run.input_length,
+      global_batch_size=c.batch_size, seed=c.seed, num_workers=c.data.num_workers,
+      shards=run.shards)
+
+
+def evaluate(run: Run, state, split: str) -> dict:
+  """Segment-level predictions over ``split`` -> the task's clip-level metrics (all processes)."""
+  c = run.config
+  source = run.shards.source(split)
+  batch_sharding = sharding_lib.batch_sharding(run.mesh)
+  keep = ("clip_index", "segment_valid") + tuple(run.task.fields)
+  pieces = []
+  for batch in input_pipeline.eval_batches(
+      source, segment_length=run.input_length, segments_per_clip=c.data.segments_per_clip,
+      global_batch_size=c.get("eval_batch_size", c.batch_size), fields=run.task.fields,
+      placement=c.data.eval_placement):
+    global_batch = input_pipeline.to_global_batch(batch, batch_sharding)
+    outputs = run.eval_step(state, global_batch)
+    pieces.append((outputs, {k: global_batch[k] for k in keep}))
+  gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *_fetch(pieces))
+  segments = dict(gathered[0], **gathered[1])
+  return run.task.clip_metrics(segments, num_clips=len(source), variables={"params": state.params, "batch_stats": state.batch_stats})
+
+
+def _fetch(tree):
+  """Global arrays -> numpy on every process (all-gathers arrays spread over hosts)."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+class _StopFlag:
+  """Set by SIGTERM/SIGINT; checked between steps so the run saves and exits cleanly.
+
+  Only installed on a single process. With several processes, SIGTERM is left to JAX's
+  preemption notifier, which agrees on one step for all hosts (``reached_preemption``): a local
+  flag would let hosts stop at different steps and deadlock the collectives.
+  """
+
+  def __init__(self, install: bool):
+    self.signal = None
+    self._previous = {}
+    signals = (signal.SIGTERM, signal.SIGINT) if install else ()
+    for sig in signals:
+      self._previous[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signal.Signals(signum).name
+
+  def restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _fresh_accumulator(run: Run):
+  names = tuple(run.task.metric_names) + ("grad_norm",)
+  return jax.device_put(steps.LogAccumulator.zeros(names), sharding_lib.replicated(run.mesh))
+
+
+def _checkpoints(workdir: pathlib.Path, config: ml_collections.ConfigDict,
+                 async_save: bool) -> checkpointing.Checkpoints:
+  return checkpointing.Checkpoints(workdir, keep=config.checkpoint.keep,
+                                   best_metric=config.checkpoint.best_metric,
+                                   best_mode=config.checkpoint.best_mode, async_save=async_save)
+
+
+def _require_split(shards, split: str, key: str) -> None:
+  if split not in shards.split_sizes:
+    raise UserError(f"{key}={split!r} is not in {shards.dataset_dir}; available splits: "
+                    f"{', '.join(sorted(shards.split_sizes))}.")
+
+
+def _optional_split(shards, split: str, purpose: str) -> Optional[str]:
+  """``split`` if the shards have it; otherwise say what is skipped (small hashed datasets)."""
+  if split in shards.split_sizes:
+    return split
+  print(f"Note: no {split!r} split in {shards.dataset_dir}; skipping {purpose} "
+        f"(available: {', '.join(sorted(shards.split_sizes))}).", flush=True)
+  return None
+
+
+def _read_accumulator(acc) -> tuple[dict, int]:
+  host = jax.device_get(acc)
+  count = max(int(host.count), 1)
+  return {k: float(v) / count for k, v in host.sums.items()}, int(host.first_nonfinite_step)
+
+
+def _timing_path(workdir: pathlib.Path) -> pathlib.Path:
+  return workdir / "timing.json"
+
+
+def _write_timing(workdir: pathlib.Path, timing: dict) -> None:
+  """Writes ``timing.json`` atomically (a temporary file, then a rename): a run killed while
+  writing leaves the previous file, never a truncated one."""
+  partial = _timing_path(workdir).with_suffix(".json.partial")
+  partial.write_text(json.dumps(timing))
+  os.replace(partial, _timing_path(workdir))
+
+
+def _read_timing(workdir: pathlib.Path) -> dict:
+  """The saved timing totals, or {} (with a note) when the file is missing or unreadable: the
+  file only feeds the timing report, so it must never block a resume."""
+  path = _timing_path(workdir)
+  if not path.exists():
+    return {}
+  try:
+    return dict(json.loads(path.read_text()))
+  except (OSError, ValueError, TypeError) as error:
+    print(f"Note: {path} is unreadable ({error}); timing totals restart from zero.", flush=True)
+    return {}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+          data_dir: Optional[str] = None) -> dict:
+  """Trains (or resumes) a run in ``workdir``; returns a summary with the final test metrics."""
+  # --- Workdir and logging --------------------------------------------------------------------
+  workdir = pathlib.Path(workdir).absolute()
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config_loading.to_json(config))
+  writer = MetricWriter(workdir)
+  c = config
+
+  # --- Input, model, optimizer, mesh ----------------------------------------------------------
+  shards = resolve_shards(c, data_dir)
+  _require_split(shards, c.data.train_split, "config.data.train_split")
+  eval_split = _optional_split(shards, c.data.eval_split, "validation during training")
+  test_split = _optional_split(shards, c.data.test_split, "the final test")
+  run = build_run(c, shards)
+  train_it = make_train_iterator(run)
+  ckpt = _checkpoints(workdir, c, async_save=c.checkpoint.async_save)
+
+  # --- State on the mesh, or resumed from the last checkpoint ---------------------------------
+  timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "steps": 0}
+  if ckpt.latest_step() is not None:
+    state, start = ckpt.restore_latest(abstract_state(run), train_it)
+    timing.update(_read_timing(workdir))
+    print(f"Resumed from {workdir / 'checkpoints' / str(start)} (step {start}).", flush=True)
+  else:
+    state, start = run.create_state(jax.random.key(c.seed)), 0
+  acc = _fresh_accumulator(run)
+
+  # --- Loop -------------------------------------------------------------------------------------
+  batch_sharding = sharding_lib.batch_sharding(run.mesh)
+  multi_process = jax.process_count() > 1
+  stop = _StopFlag(install=not multi_process)
+  progress = _progress_bar(c, start, is_main)
+  last_logged = start
+  interval_start = time.perf_counter()
+  step = start
+  stopped_by = None
+  try:
+    for step in range(start + 1, c.num_train_steps + 1):
+      batch = input_pipeline.to_global_batch(next(train_it), batch_sharding)
+      if step == start + 1:
+        t0 = time.perf_counter()
+        state, acc = run.train_step(state, acc, batch)
+        jax.block_until_ready(acc)
+        timing["compile_s"] += time.perf_counter() - t0
+        interval_start = time.perf_counter()
+        last_logged = step
+      else:
+        state, acc = run.train_step(state, acc, batch)
+      progress.update(1)
+
+      is_last = step == c.num_train_steps
+      if step % c.log_every == 0 or is_last or step % c.checkpoint_every == 0:
+        means, bad_step = _read_accumulator(acc)
+        elapsed = time.perf_counter() - interval_start
+        n_steps = max(step - last_logged, 1)
+        timing["train_s"] += elapsed
+        timing["steps"] = step
+        if bad_step >= 0:
+          raise TrainingDiverged(
+              f"The training loss became NaN or infinite at step {bad_step + 1} "
+              f"(last finite report at step {last_logged}); no checkpoint was written after it "
+              f"(latest: {ckpt.latest_step()}). Lower config.optimizer.learning_rate or set "
+              f"config.optimizer.grad_clip_norm, then rerun to resume from the checkpoint.")
+        rates = {"steps_per_s": n_steps / max(elapsed, 1e-9),
+                 "samples_per_s": n_steps * c.batch_size / max(elapsed, 1e-9)}
+        writer.write(step, "train", dict(means, **rates))
+        progress.set_postfix(loss=f"{means['loss']:.4f}",
+                             samples_s=f"{rates['samples_per_s']:.0f}")
+        acc = _fresh_accumulator(run)
+        last_logged = step
+        interval_start = time.perf_counter()
+
+      if eval_split and (step % c.eval_every == 0 or is_last):
+        t0 = time.perf_counter()
+        val = evaluate(run, state, eval_split)
+        writer.write(step, eval_split, val)
+        if c.checkpoint.best_metric not in val:
+          raise UserError(f"config.checkpoint.best_metric={c.checkpoint.best_metric!r} is not "
+                          f"an evaluation metric; choose one of {', '.join(sorted(val))}.")
+        ckpt.save_best(step, state, val)
+        timing["eval_s"] += time.perf_counter() - t0
+        progress.write(f"step {step}: {eval_split} " +
+                       " ".join(f"{k}={v:.4f}" for k, v in val.items()
+                                if isinstance(v, float)))
+        interval_start = time.perf_counter()
+
+      if multi_process:
+        stop_now = ckpt.latest.reached_preemption(step)
+      else:
+        stop_now = stop.signal is not None
+      if step % c.checkpoint_every == 0 or is_last or stop_now:
+        t0 = time.perf_counter()
+        ckpt.save(step, state, train_it)
+        if is_main:
+          _write_timing(workdir, timing)
+        timing["checkpoint_s"] += time.perf_counter() - t0
+        interval_start = time.perf_counter()
+      if stop_now:
+        stopped_by = stop.signal or "preemption"
+        break
+  finally:
+    progress.close()
+    stop.restore()
+    ckpt.wait()
+    writer.flush()
+
+  summary = {"workdir": str(workdir), "step": int(step),
+             "compilations": int(run.train_step._cache_size()), "timing": timing}
+  if stopped_by:
+    summary["stopped_by"] = stopped_by
+    ckpt.close()
+    writer.close()
+    return summary
+
+  # --- Final evaluation on the held-out test split with the best checkpoint -------------------
+  best_state, best_step = ckpt.restore_state(abstract_state(run), "best")
+  test = evaluate(run, best_state, test_split) if test_split else {}
+  if test_split:
+    writer.write(best_step, test_split, test)
+  ckpt.close()
+  writer.close()
+  summary.update(test=test, best_step=int(best_step))
+  if timing["train_s"] > 0:
+    summary["steps_per_s"] = (timing["steps"] - 1) / timing["train_s"]
+  return summary
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, split: str = "test",
+                     data_dir: Optional[str] = None, which: str = "best") -> dict:
+  """Loads a finished or running workdir's config and checkpoint and evaluates ``split``."""
+  workdir = pathlib.Path(workdir).absolute()
+  config_file = workdir / "config.json"
+  if not config_file.exists():
+    raise UserError(f"{workdir} is not a training workdir (no config.json); "
+                    f"train first with `musicrep train --workdir {workdir}`.")
+  config = config_loading.from_json(config_file.read_text())
+  run = build_run(config, resolve_shards(config, data_dir))
+  _require_split(run.shards, split, "--split")
+  ckpt = _checkpoints(workdir, config, async_save=False)
+  try:
+    state, step = ckpt.restore_state(abstract_state(run), which)
+  except FileNotFoundError:
+    raise UserError(f"No checkpoint in {workdir}; train first.") from None
+  metrics = evaluate(run, state, split)
+  ckpt.close()
+  return dict(metrics, split=split, step=int(step))
+
+
+def _progress_bar(config, start: int, is_main: bool):
+  from tqdm.auto import tqdm
+
+  return tqdm(total=config.num_train_steps, initial=start, unit="step", dynamic_ncols=True,
+              disable=not (config.get("progress_bar", True) and is_main), desc="train")

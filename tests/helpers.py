@@ -1,0 +1,79 @@
+"""Helpers shared by the tests (fixtures live in conftest.py and call these).
+
+- ``REPO``, ``TINY_CONFIG``: the checkout and the tiny end-to-end config (tests/configs/tiny.py).
+- ``run_cli(args)``: ``musicrep ARGS`` in a fresh Python process.
+- ``synthetic_shards(...)``: the embedded corpus prepared into a temporary folder.
+- ``make_workdir(path, data_dir, **model_kwargs)``: a workdir with a checkpoint, made without
+  training (for export and embedding tests): tests/configs/tiny.py with the model fields
+  overridden, ``config.json`` written as the trainer does, and the initial state saved as the best
+  checkpoint through ``Checkpoints.save_best``; BatchNorm statistics are randomised so that
+  inference-mode BatchNorm is not the identity.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from musicrep_jax import config_loading
+from musicrep_jax.data.shards import open_shards
+from musicrep_jax.training import checkpoints, trainer
+from tests.configs import tiny as tiny_config
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+TINY_CONFIG = str(REPO / "tests" / "configs" / "tiny.py")
+MULTISCALE_TINY_CONFIG = str(REPO / "tests" / "configs" / "multiscale_tiny.py")
+
+
+def synthetic_shards(tmp_path_factory, name: str, *, num_clips: int, clip_seconds: float,
+                     seed: int = 0) -> pathlib.Path:
+  """The embedded corpus at 16 kHz prepared into a fresh temporary folder ``name``."""
+  from musicrep_jax.data_pipelines.prepare import prepare_synthetic
+
+  out = tmp_path_factory.mktemp(name)
+  prepare_synthetic(out, num_clips=num_clips, seed=seed, sample_rate=16000,
+                    clip_seconds=clip_seconds, progress=False)
+  return out
+
+
+def run_cli(args, *, env_extra=None, timeout=600, check=True) -> subprocess.CompletedProcess:
+  """Runs ``musicrep ARGS`` in a fresh Python process (own XLA flags, real process semantics)."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
+  proc = subprocess.run([sys.executable, "-m", "musicrep_jax.cli", *args], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"musicrep {' '.join(args)} exited {proc.returncode}\n"
+                         f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def random_batch_stats(stats, seed: int):
+  """Running means ~ N(0, 0.5) and variances in [0.5, 1.5] with ``stats``' shapes."""
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    if path[-1].key == "var":
+      return jnp.asarray(rng.uniform(0.5, 1.5, leaf.shape), jnp.float32)
+    return jnp.asarray(rng.normal(0.0, 0.5, leaf.shape), jnp.float32)
+
+  return jax.tree.map_with_path(draw, stats)
+
+
+def make_workdir(path: pathlib.Path, data_dir: pathlib.Path, **model_kwargs) -> pathlib.Path:
+  config = tiny_config.get_config()
+  for key, value in model_kwargs.items():
+    config.model.kwargs[key] = value
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "config.json").write_text(config_loading.to_json(config))
+  run = trainer.build_run(config, open_shards(data_dir))
+  state = run.create_state(jax.random.key(0))
+  state = state.replace(batch_stats=random_batch_stats(state.batch_stats, seed=1))
+  saver = checkpoints.Checkpoints(path, async_save=False)
+  saver.save_best(1, state, {"loss": 1.0})
+  saver.wait()
+  saver.close()
+  return path
