@@ -71,12 +71,22 @@ def packaged_list(name: str) -> list[str]:
   return read_id_list(os.path.join(SPLITS_DIR, name))
 
 
+class _DataOnlyUnpickler(pickle.Unpickler):
+  """Reads pickles of plain data only: every class or function lookup (``GLOBAL``,
+  ``STACK_GLOBAL``, hence any ``REDUCE`` of a callable) is refused, so a crafted list file cannot
+  run code. A list of (Python-2) strings needs no lookup at all."""
+
+  def find_class(self, module, name):
+    raise pickle.UnpicklingError(f"it refers to {module}.{name}; a split list holds only strings")
+
+
 def read_id_list(path: str | os.PathLike) -> list[str]:
   """The ids of a split-list file, in file order.
 
   ``.cP``/``.pkl``/``.pickle`` files are Python-2 pickles of a list of strings (how
-  ``jongpillee/music_dataset_split`` ships its lists); anything else is text, one id per line
-  (blank lines ignored).
+  ``jongpillee/music_dataset_split`` ships its lists), read by an unpickler that admits plain data
+  only (split lists are downloaded from third parties: nothing in them may run); anything else is
+  text, one id per line (blank lines ignored).
 
   Raises:
     UserError: the file is missing or is a pickle that does not hold a list of strings.
@@ -87,7 +97,7 @@ def read_id_list(path: str | os.PathLike) -> list[str]:
   if path.endswith((".cP", ".pkl", ".pickle")):
     with open(path, "rb") as f:
       try:
-        items = pickle.load(f, encoding="latin1")  # Python-2 str -> str.
+        items = _DataOnlyUnpickler(f, encoding="latin1").load()  # Python-2 str -> str.
       except Exception as error:  # pylint: disable=broad-except
         raise UserError(f"The split list {path} is not a readable pickle ({error}).") from error
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):

@@ -56,28 +56,62 @@ def parse_tags(cell: str | None) -> tuple[str, ...]:
   return tuple(t.strip() for t in (cell or "").split(";") if t.strip())
 
 
-def read_manifest(manifest: str | os.PathLike, audio_dir: str | os.PathLike) -> Manifest:
+def confined_path(audio_dir: str, path: str, where: str, allow_outside: bool = False) -> str:
+  """``audio_dir/path``, refusing a ``path`` that is absolute or leads out of ``audio_dir``
+  (``..``, or a link inside it pointing elsewhere) unless ``allow_outside``: a manifest is input
+  someone else may have written, and must not make ``prepare`` read files it was not pointed at.
+  ``where`` names the row for the message."""
+  full = os.path.join(audio_dir, path)
+  if allow_outside:
+    return full
+  root = os.path.realpath(audio_dir)
+  if os.path.isabs(path) or os.path.commonpath([root, os.path.realpath(full)]) != root:
+    raise UserError(f"{where} names {path!r}, which is outside the audio folder {audio_dir}; "
+                    "paths must be relative to --audio-dir (pass --allow-outside-audio-dir to "
+                    "accept them).")
+  return full
+
+
+def read_manifest(manifest: str | os.PathLike, audio_dir: str | os.PathLike,
+                  allow_outside_audio_dir: bool = False) -> Manifest:
   """Reads and validates the CSV manifest (see the module docstring for the columns).
 
+  Rows repeating an earlier row's ``path`` are dropped (the first is kept) with a warning; paths
+  must stay inside ``audio_dir`` (``confined_path``) unless ``allow_outside_audio_dir``.
+
   Raises:
-    UserError: the manifest or audio folder is missing, it has no ``path`` column or no rows,
-      or a ``split`` value is not one of the known names.
+    UserError: the manifest or audio folder is missing or the manifest is not UTF-8, it has no
+      ``path`` column or no rows, a ``split`` value is not one of the known names, or a path
+      leads outside ``audio_dir``.
   """
   manifest, audio_dir = os.fspath(manifest), os.fspath(audio_dir)
   if not os.path.isdir(audio_dir):
     raise UserError(f"The audio folder {audio_dir} does not exist (or is not a folder).")
   if not os.path.isfile(manifest):
     raise UserError(f"The manifest {manifest} does not exist.")
-  with open(manifest, newline="", encoding="utf-8-sig") as f:
-    reader = csv.DictReader(f)
-    columns = [c.strip() for c in reader.fieldnames or []]
-    raw = [{(k or "").strip(): (v or "").strip() for k, v in line.items()} for line in reader]
+  try:
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+      reader = csv.DictReader(f)
+      columns = [c.strip() for c in reader.fieldnames or []]
+      raw = [{(k or "").strip(): (v or "").strip() for k, v in line.items()} for line in reader]
+  except UnicodeDecodeError as e:
+    raise UserError(f"The manifest {manifest} is not UTF-8 text (byte {e.object[e.start]:#04x} "
+                    f"at offset {e.start}); save it as UTF-8.") from None
   if "path" not in columns:
     raise UserError(f"The manifest {manifest} has no 'path' column (its columns: "
                     f"{', '.join(columns) or 'none'}); the first line must be a header naming it.")
   raw = [line for line in raw if line.get("path")]
   if not raw:
     raise UserError(f"The manifest {manifest} lists no audio files (no row has a 'path').")
+  first_row = {}
+  for number, line in enumerate(raw):
+    first_row.setdefault(line["path"], number)
+  warnings = ()
+  if len(first_row) < len(raw):
+    repeated = [line["path"] for n, line in enumerate(raw) if first_row[line["path"]] != n]
+    warnings = (f"{len(repeated)} manifest row(s) repeat an earlier row's path and were "
+                f"dropped (the first row is kept), e.g. {', '.join(map(repr, repeated[:3]))}.",)
+    raw = [line for n, line in enumerate(raw) if first_row[line["path"]] == n]
 
   id_names = {c: sorted({line[c] for line in raw if line.get(c)}) if c in columns else []
               for c in ID_COLUMNS}
@@ -93,13 +127,14 @@ def read_manifest(manifest: str | os.PathLike, audio_dir: str | os.PathLike) -> 
     else:
       split = hash_split(line.get(split_key) or line["path"])
     ids = {c: id_maps[c].get(line.get(c, ""), shard_schema.UNKNOWN_ID) for c in ID_COLUMNS}
-    rows.append(Row(clip_id=index, path=line["path"],
-                    full_path=os.path.join(audio_dir, line["path"]),
+    full_path = confined_path(audio_dir, line["path"], f"Row {index + 2} of {manifest}",
+                              allow_outside_audio_dir)
+    rows.append(Row(clip_id=index, path=line["path"], full_path=full_path,
                     tags=parse_tags(line.get("tags")), split=split, **ids))
   tag_names = tuple(sorted({t for row in rows for t in row.tags}))
   rule = "manifest column" if "split" in columns else f"hash of {split_key}"
   return Manifest(rows=tuple(rows), tag_names=tag_names, id_names=id_names, split_rule=rule,
-                  source=manifest)
+                  source=manifest, warnings=warnings)
 
 
 class MusicrepFolder(ManifestBuilder, skip_registration=True):
@@ -110,12 +145,14 @@ class MusicrepFolder(ManifestBuilder, skip_registration=True):
   RELEASE_NOTES = {"1.0.0": "First version."}
 
   def __init__(self, *, audio_dir: str | os.PathLike, manifest: str | os.PathLike,
-               sample_rate: int = 22050, min_seconds: float = 1.0, **kwargs):
+               sample_rate: int = 22050, min_seconds: float = 1.0,
+               allow_outside_audio_dir: bool = False, **kwargs):
     """Reads the manifest now (``UserError`` on problems); ``kwargs`` go to ``ManifestBuilder``."""
     audio_dir = os.path.abspath(os.fspath(audio_dir))
     manifest_path = os.path.abspath(os.fspath(manifest))
     super().__init__(
-        manifest=read_manifest(manifest_path, audio_dir), sample_rate=sample_rate,
+        manifest=read_manifest(manifest_path, audio_dir, allow_outside_audio_dir),
+        sample_rate=sample_rate,
         min_seconds=min_seconds,
         description=f"Audio files from {audio_dir} listed in {manifest_path}.",
         metadata=dict(builder="folder", audio_dir=audio_dir, manifest=manifest_path), **kwargs)

@@ -66,6 +66,7 @@ class Manifest:
   id_names: dict  # "artist" | "album" | "track" -> list[str] (index = id); [] when no column.
   split_rule: str  # How rows got their split, in words ("manifest column", "hash of track").
   source: str = ""  # What the rows were read from (a file or folder), for messages.
+  warnings: tuple[str, ...] = ()  # Problems found while reading it (e.g. duplicate rows).
 
 
 def probe(row: Row, min_seconds: float) -> str | None:
@@ -142,7 +143,7 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._progress = progress
     self.counts = {s: {"seen": 0, "written": 0, "skipped": 0} for s in SPLITS}
     self.skipped: list[dict] = []  # {"clip_id", "path", "split", "reason"}, manifest order.
-    self.warnings: list[str] = []
+    self.warnings: list[str] = list(manifest.warnings)
     self.audio_samples = 0  # Total samples written.
     overlap = tracks_in_several_splits(self._manifest.rows)
     if overlap:

@@ -18,9 +18,13 @@ The report (also returned) holds::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from typing import Callable
@@ -28,7 +32,43 @@ from typing import Callable
 from musicrep_jax.errors import UserError
 
 REPORT_NAME = "prepare_report.json"
+LOCK_NAME = ".prepare.lock"
 SPLITS = ("train", "validation", "test")
+
+
+def check_sample_rate(sample_rate) -> int:
+  """``sample_rate`` as a positive int; ``UserError`` naming ``--sample-rate`` otherwise."""
+  if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) \
+      or int(sample_rate) != sample_rate or sample_rate <= 0:
+    raise UserError(f"--sample-rate must be a positive whole number of Hz, not {sample_rate!r}.")
+  return int(sample_rate)
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: str):
+  """Holds ``out_dir/.prepare.lock`` for one prepare: a second prepare into the same folder
+  fails at once with one line naming the holder (host and pid), instead of decoding everything
+  and then colliding. The lock is an advisory ``flock``, released by the kernel when its process
+  dies, so a lock file left by a killed prepare is stale and simply reused."""
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, LOCK_NAME)
+  with open(path, "a+", encoding="utf-8") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "another process"
+      raise UserError(f"Another `musicrep prepare` ({holder}) is writing into {out_dir}; wait "
+                      "for it to finish or choose another output folder.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"host {socket.gethostname()}, pid {os.getpid()}\n")
+    f.flush()
+    try:
+      yield
+    finally:
+      f.seek(0)
+      f.truncate()
 
 
 def prepare_synthetic(out_dir: str | os.PathLike, *, num_clips: int = 600, seed: int = 0,
@@ -44,41 +84,49 @@ def prepare_synthetic(out_dir: str | os.PathLike, *, num_clips: int = 600, seed:
   from musicrep_jax.data_pipelines import synthetic_builder
   from musicrep_jax.data_pipelines.synthetic_corpus import CorpusConfig, SyntheticCorpus
 
+  sample_rate = check_sample_rate(sample_rate)
   params = {"num_clips": num_clips, "seed": seed, "sample_rate": sample_rate,
             "clip_seconds": clip_seconds}
   corpus = SyntheticCorpus(CorpusConfig(**params))
   cls = synthetic_builder.MusicrepSynthetic
-  out_dir = _prepare_out_dir(out_dir, cls, overwrite)
-  builder, seconds = _build(lambda: cls(corpus=corpus, workers=workers, progress=progress,
-                                        data_dir=out_dir), out_dir)
-  side_files = synthetic_builder.save_side_files(corpus, builder.data_path)
-  counts = {s: {"seen": n, "written": n, "skipped": 0} for s, n in builder.counts.items()}
-  report = _report(builder, "synthetic", out_dir, params, counts, [], [], seconds,
-                   builder.audio_samples / sample_rate)
-  report["side_files"] = side_files
-  return _write_report(report, out_dir)
+  out_dir = _out_dir_path(out_dir)
+  with output_lock(out_dir):
+    _prepare_out_dir(out_dir, cls, overwrite)
+    builder, seconds = _build(lambda: cls(corpus=corpus, workers=workers, progress=progress,
+                                          data_dir=out_dir), out_dir)
+    side_files = synthetic_builder.save_side_files(corpus, builder.data_path)
+    counts = {s: {"seen": n, "written": n, "skipped": 0} for s, n in builder.counts.items()}
+    report = _report(builder, "synthetic", out_dir, params, counts, [], [], seconds,
+                     builder.audio_samples / sample_rate)
+    report["side_files"] = side_files
+    return _write_report(report, out_dir)
 
 
 def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
                    manifest: str | os.PathLike, sample_rate: int = 22050,
                    min_seconds: float = 1.0, overwrite: bool = False,
-                   workers: int | None = None, progress: bool = True) -> dict:
+                   workers: int | None = None, progress: bool = True,
+                   allow_outside_audio_dir: bool = False) -> dict:
   """Decodes the files listed in ``manifest`` (see ``folder_builder``) into shards in ``out_dir``.
 
   Unusable files are skipped and listed in the report; ``UserError`` for a missing manifest or
-  audio folder, a manifest without a ``path`` column, or when no file at all can be used.
+  audio folder, a manifest without a ``path`` column, a path outside ``audio_dir`` (unless
+  ``allow_outside_audio_dir``), or when no file at all can be used.
   """
   from musicrep_jax.data_pipelines import folder_builder
 
   params = {"audio_dir": os.path.abspath(os.fspath(audio_dir)),
-            "manifest": os.path.abspath(os.fspath(manifest)), "sample_rate": sample_rate,
-            "min_seconds": min_seconds}
+            "manifest": os.path.abspath(os.fspath(manifest)),
+            "sample_rate": check_sample_rate(sample_rate), "min_seconds": min_seconds}
+  if allow_outside_audio_dir:
+    params["allow_outside_audio_dir"] = True
   # Read the manifest before touching out_dir, so that input errors leave it alone.
-  folder_builder.read_manifest(params["manifest"], params["audio_dir"])
+  folder_builder.read_manifest(params["manifest"], params["audio_dir"], allow_outside_audio_dir)
   return prepare_manifest(
       out_dir, folder_builder.MusicrepFolder, kind="folder", params=params,
       builder_kwargs=dict(audio_dir=audio_dir, manifest=manifest, sample_rate=sample_rate,
-                          min_seconds=min_seconds, workers=workers, progress=progress),
+                          min_seconds=min_seconds, workers=workers, progress=progress,
+                          allow_outside_audio_dir=allow_outside_audio_dir),
       overwrite=overwrite)
 
 
@@ -98,8 +146,16 @@ def prepare_manifest(out_dir: str | os.PathLike, builder_cls, *, kind: str, para
     builder_kwargs: arguments of ``builder_cls`` besides ``data_dir``.
     overwrite: replace a dataset already built in ``out_dir``.
   """
-  out_dir = _prepare_out_dir(out_dir, builder_cls, overwrite, builder_kwargs.get("config"))
-  sample_rate = params["sample_rate"]
+  out_dir = _out_dir_path(out_dir)
+  sample_rate = check_sample_rate(params["sample_rate"])
+  with output_lock(out_dir):
+    _prepare_out_dir(out_dir, builder_cls, overwrite, builder_kwargs.get("config"))
+    return _build_manifest(out_dir, builder_cls, kind, params, builder_kwargs, sample_rate)
+
+
+def _build_manifest(out_dir: str, builder_cls, kind: str, params: dict, builder_kwargs: dict,
+                    sample_rate: int) -> dict:
+  """``prepare_manifest``'s build, with ``out_dir`` locked and cleared for it."""
   holder = {}
 
   def make():
@@ -125,26 +181,32 @@ def prepare_manifest(out_dir: str | os.PathLike, builder_cls, *, kind: str, para
   return _write_report(report, out_dir)
 
 
-def _prepare_out_dir(out_dir, builder_cls, overwrite: bool, config: str | None = None) -> str:
-  """Creates ``out_dir``; deletes (``overwrite``) or refuses an existing build of this dataset
-  (of its BuilderConfig named ``config``, when it has configs).
+def _out_dir_path(out_dir) -> str:
+  """``out_dir`` made absolute; ``UserError`` when it exists and is not a folder."""
+  out_dir = os.path.abspath(os.fspath(out_dir))
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise UserError(f"The output path {out_dir} exists and is not a folder.")
+  return out_dir
+
+
+def _prepare_out_dir(out_dir: str, builder_cls, overwrite: bool, config: str | None = None):
+  """Clears ``out_dir`` (locked by the caller) for a build of this dataset: deletes
+  (``overwrite``) or refuses an existing build (of its BuilderConfig named ``config``, when it
+  has configs), and removes the ``incomplete.*`` folders TFDS leaves when a build is killed.
 
   A build whose ``prepare_report.json`` is missing (the previous run stopped before the end) is
   deleted without asking. The old build is removed before the builder is constructed: TFDS would
   otherwise load the old ``dataset_info.json`` into the new builder.
   """
-  out_dir = os.path.abspath(os.fspath(out_dir))
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise UserError(f"The output path {out_dir} exists and is not a folder.")
-  dataset_dir = os.path.join(out_dir, builder_cls.name, *([config] if config else []),
-                             str(builder_cls.VERSION))
+  dataset_parent = os.path.join(out_dir, builder_cls.name, *([config] if config else []))
+  for leftover in glob.glob(os.path.join(dataset_parent, "incomplete.*")):
+    shutil.rmtree(leftover, ignore_errors=True)
+  dataset_dir = os.path.join(dataset_parent, str(builder_cls.VERSION))
   if os.path.exists(dataset_dir):
     if not overwrite and _reported_dataset_dir(out_dir) == dataset_dir:
       raise UserError(f"{dataset_dir} already holds a prepared dataset; delete it or choose "
                       "another output folder.")
     shutil.rmtree(dataset_dir)
-  os.makedirs(out_dir, exist_ok=True)
-  return out_dir
 
 
 def _reported_dataset_dir(out_dir: str) -> str | None:

@@ -14,6 +14,9 @@ def add_arguments(parser) -> None:
                       help="resample to this rate in Hz (default 22050, the papers' rate)")
   parser.add_argument("--min-seconds", type=float, default=1.0,
                       help="skip files shorter than this (default 1.0)")
+  parser.add_argument("--allow-outside-audio-dir", action="store_true",
+                      help="accept manifest paths that are absolute or lead out of --audio-dir "
+                           "(refused by default: a manifest must not pick files elsewhere)")
 
 
 def prepare(args) -> dict:
@@ -21,4 +24,5 @@ def prepare(args) -> dict:
 
   return prepare_lib.prepare_folder(args.out, audio_dir=args.audio_dir, manifest=args.manifest,
                                     sample_rate=args.sample_rate, min_seconds=args.min_seconds,
-                                    overwrite=args.overwrite)
+                                    overwrite=args.overwrite,
+                                    allow_outside_audio_dir=args.allow_outside_audio_dir)

@@ -28,5 +28,10 @@ def run(args, overrides) -> dict:
   from musicrep_jax.data_pipelines.sources import source_modules
 
   report = source_modules()[args.source].prepare(args)
-  print(f"Prepared {args.out}: report in {pathlib.Path(args.out) / 'prepare_report.json'}")
+  for warning in report.get("warnings", []):
+    print(f"warning: {warning}")
+  total = report["total"]
+  print(f"Prepared {args.out}: {total['seen']} file(s) seen, {total['written']} written, "
+        f"{total['skipped']} skipped; report in "
+        f"{pathlib.Path(args.out) / 'prepare_report.json'}")
   return report
