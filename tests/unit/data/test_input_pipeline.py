@@ -281,7 +281,7 @@ _GLOBAL_BATCH_CHECK = textwrap.dedent("""
     import jax
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from musicrep_jax import input_pipeline as ip
+    from musicrep_jax.data import pipeline as ip
     from musicrep_jax.errors import UserError
 
     assert jax.device_count() == 8

@@ -123,7 +123,7 @@ def test_building_and_reading_never_imports_tensorflow(tmp_path):
       import musicrep_jax.data.shards
       assert "tensorflow_datasets" not in sys.modules, "imported at module import time"
       import soundfile, numpy as np
-      from data_pipelines import prepare, synthetic_builder, synthetic_corpus
+      from musicrep_jax.data_pipelines import prepare, synthetic_builder, synthetic_corpus
       prepare.prepare_synthetic({str(tmp_path / "syn")!r}, num_clips=60, clip_seconds=0.25,
                                 progress=False)
       soundfile.write({str(tmp_path / "a.wav")!r}, np.zeros(22050, np.float32), 22050)

@@ -239,7 +239,8 @@ def test_classification_losses_match_reference():
 _SHARDED_SCRIPT = textwrap.dedent("""
     import functools, json
     import jax, jax.numpy as jnp, numpy as np
-    from musicrep_jax import losses, sharding
+    from musicrep_jax.ops import losses
+    from musicrep_jax.training import mesh as sharding
     assert len(jax.devices()) == 8
     mesh = sharding.make_mesh()
     rng = np.random.default_rng(0)

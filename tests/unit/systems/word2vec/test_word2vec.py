@@ -116,7 +116,7 @@ def test_sharded_training_matches_one_device(tmp_path):
   """The batch sharded over 8 (fake) devices gives the 1-device vectors."""
   script = textwrap.dedent("""
     import json, jax, numpy as np
-    from musicrep_jax import sharding
+    from musicrep_jax.training import mesh as sharding
     from musicrep_jax.systems.word2vec import sgns, text
     s, _ = text.planted_sentences(num_groups=4, num_sentences=300)
     cfg = sgns.SkipGramConfig(dim=8, epochs=2, batch_size=64, min_count=1)
