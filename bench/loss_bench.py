@@ -360,7 +360,7 @@ def doc_section(r: dict) -> str:
   return "\n".join([
       f"## Loss kernels, batch {r['batch']}, dim {r['dim']}",
       "",
-      "Vectorized jitted kernels of `musicrep_jax/losses.py` against a Python loop over the "
+      "Vectorized jitted kernels of `musicrep_jax/ops/losses.py` against a Python loop over the "
       "batch's samples calling a per-sample numpy function (`bench/loss_bench.py`, the same "
       "references `tests/test_losses.py` checks the kernels against). Issue 8 asks for >= 100x "
       "at batch 256. Forward times; value+grad is `jax.value_and_grad` of the jitted kernel. "

@@ -1,4 +1,4 @@
-"""P x K metric-learning batches (musicrep_jax/metric_batches.py): structure, track positives,
+"""P x K metric-learning batches (musicrep_jax/data/pk_batches.py): structure, track positives,
 determinism across process counts, resume."""
 
 import itertools
