@@ -83,7 +83,7 @@ def pipeline_rate(run, source, num_workers: int, batches: int, warmup: int) -> d
   c = run.config
   it = run.task.train_iterator(source, crop_length=run.input_length,
                                global_batch_size=c.batch_size, seed=c.seed,
-                               num_workers=num_workers, shards=run.shards)
+                               num_workers=num_workers)
   t0 = time.perf_counter()
   for _ in range(warmup):
     batch = next(it)
@@ -102,11 +102,12 @@ def model_rate(run, batch, steps: int, repeats: int) -> dict:
   import jax
 
   from musicrep_jax.data import pipeline as input_pipeline
+  from musicrep_jax.training import mesh as mesh_lib
   from musicrep_jax.training import trainer
 
   state = run.create_state(jax.random.key(0))
   acc = trainer._fresh_accumulator(run)  # pylint: disable=protected-access
-  global_batch = input_pipeline.to_global_batch(batch, trainer.sharding_lib.batch_sharding(run.mesh))
+  global_batch = input_pipeline.to_global_batch(batch, mesh_lib.batch_sharding(run.mesh))
   t0 = time.perf_counter()
   state, acc = jax.block_until_ready(run.train_step(state, acc, global_batch))
   first_call = time.perf_counter() - t0
@@ -138,7 +139,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                             source=kind.strip(), load_s=load_s))
   batch = next(run.task.train_iterator(
       source, crop_length=run.input_length, global_batch_size=config.batch_size,
-      seed=config.seed, num_workers=0, shards=run.shards))
+      seed=config.seed, num_workers=0))
   model = model_rate(run, batch, args.steps, args.repeats)
   best = max(pipelines, key=lambda p: p["samples_per_s"])
   import os

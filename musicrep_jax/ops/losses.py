@@ -388,15 +388,25 @@ def softmax_cross_entropy(logits, labels_int, valid=None) -> tuple[Array, dict]:
   return _set_softmax_loss(logits, positives, jnp.ones_like(positives), valid)
 
 
-def sigmoid_cross_entropy(logits, multi_hot, valid=None) -> tuple[Array, dict]:
-  """Binary cross-entropy with logits ``[B, C]`` vs {0, 1} ``[B, C]``: mean over classes, then
-  over valid rows (Keras ``binary_crossentropy``, papers 1-3, 5, 6, 14). Numerically stable."""
+def sigmoid_cross_entropy_rows(logits, multi_hot) -> Array:
+  """Binary cross-entropy with logits per row: ``[B, C]`` logits vs {0, 1} ``[B, C]`` -> the
+  mean over classes, float32 ``[B]`` (Keras ``binary_crossentropy`` of one example, papers.md
+  1.4). The one sigmoid cross-entropy of the package (``sigmoid_cross_entropy`` averages it over
+  rows); numerically stable: ``relu(l) - l * y + log1p(exp(-|l|))``, computed in float32 or
+  wider whatever the logits' dtype."""
   logits = jnp.asarray(logits)
   logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
   targets = jnp.asarray(multi_hot).astype(logits.dtype)
   per_class = jax.nn.relu(logits) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-  rows = _valid_rows(valid, logits.shape[0])
-  loss, _ = _reduce(jnp.mean(per_class, -1), rows, "mean")
+  return jnp.mean(per_class, -1)
+
+
+def sigmoid_cross_entropy(logits, multi_hot, valid=None) -> tuple[Array, dict]:
+  """Binary cross-entropy with logits ``[B, C]`` vs {0, 1} ``[B, C]``: mean over classes, then
+  over valid rows (Keras ``binary_crossentropy``, papers 1-3, 5, 6, 14; papers.md 1.4).
+  Stats: ``num_terms`` (valid rows). Per row: ``sigmoid_cross_entropy_rows``."""
+  rows = _valid_rows(valid, jnp.shape(logits)[0])
+  loss, _ = _reduce(sigmoid_cross_entropy_rows(logits, multi_hot), rows, "mean")
   return loss, {"num_terms": jnp.sum(rows, dtype=jnp.float32)}
 
 

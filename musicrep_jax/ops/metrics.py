@@ -1,4 +1,5 @@
-"""Tagging metrics in jnp: exact per-tag ROC-AUC / PR-AUC with ties, macro means, clip averaging.
+"""Tagging metrics in jnp: exact per-tag ROC-AUC / PR-AUC with ties, macro means, clip averaging;
+and two host-side (numpy) helpers of the evaluators: unit rows and a ridge linear probe.
 
 Everything here is vectorized (one sort per tag, ``searchsorted`` and prefix sums, ``vmap`` over
 tags; no Python loop over tags or rows), has static output shapes, and runs under ``jax.jit``, so
@@ -29,22 +30,25 @@ exclude exactly those tags, as the papers do (ROC-AUC averaged over the tags pre
 set); ``tagging_metrics`` reports how many tags each mean covers.
 
 Clip-level evaluation (the papers' protocol): a clip's score is the mean of the sigmoid outputs
-over its segments (never the max), see ``clip_average``.
+over its segments (never the max), see ``clip_average`` (the evaluators reach it through
+``musicrep_jax.evaluators.common``, which handles the split's ``clip_index`` / ``segment_valid``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
 
 def _prepare(scores, labels, valid) -> Tuple[Array, Array, Array]:
-  """Checks shapes (static) and returns (scores float [N, T], positive bool [N, T], valid bool [N])."""
+  """Checks shapes (static) and returns (scores float [N, T], positive bool [N, T],
+  valid bool [N])."""
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
   if scores.ndim != 2 or labels.shape != scores.shape:
@@ -223,3 +227,32 @@ def _clip_average(segment_scores, clip_index, valid, num_clips):
   counts = jax.ops.segment_sum(valid.astype(jnp.int32), clip_index, num_segments=num_clips)
   means = sums / jnp.maximum(counts, 1)[:, None].astype(sums.dtype)
   return jnp.where(counts[:, None] > 0, means, jnp.nan), counts
+
+
+# --- Host-side helpers of the evaluators (numpy) ------------------------------------------------
+def unit_rows(x) -> np.ndarray:
+  """Rows scaled to unit L2 norm (host numpy; zero rows stay zero): ``[N, D]`` -> float32."""
+  x = np.asarray(x, np.float32)
+  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def ridge_probe_scores(x: np.ndarray, targets: np.ndarray, l2: float = 1.0,
+                       folds: int = 2) -> np.ndarray:
+  """Linear-probe tag scores ``[N, T]`` of embeddings ``x`` ``[N, D]`` for multi-hot
+  ``targets`` ``[N, T]`` by ridge regression with ``folds``-fold cross-validation (each clip
+  scored by a probe fitted on the other folds; folds are interleaved clips). Auto-tagging from a
+  learned embedding (papers 7 and 14; papers.md 8.6, 15.3). Each fold's scores are centred per
+  tag: the folds' different label rates would otherwise shift the probes' intercepts and rank
+  whole folds against each other (with a few dozen clips that bias pushes the ROC-AUC of an
+  uninformative embedding below 0.5)."""
+  x = np.concatenate([x, np.ones((x.shape[0], 1), x.dtype)], axis=1).astype(np.float64)
+  y = np.asarray(targets, np.float64)
+  scores = np.zeros_like(y)
+  fold = np.arange(x.shape[0]) % folds
+  for f in range(folds):
+    train, test = fold != f, fold == f
+    gram = x[train].T @ x[train] + l2 * np.eye(x.shape[1])
+    weights = np.linalg.solve(gram, x[train].T @ y[train])
+    fold_scores = x[test] @ weights
+    scores[test] = fold_scores - fold_scores.mean(axis=0)
+  return scores.astype(np.float32)

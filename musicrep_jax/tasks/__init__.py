@@ -1,4 +1,5 @@
-"""Tasks (batch -> loss -> metrics). Importing this package registers them in ``TASKS``."""
+"""Tasks (sampling and loss; metrics are the evaluators'). Importing this package registers them
+in ``TASKS``."""
 
 from musicrep_jax.tasks import tagging  # noqa: F401  (registers "tagging")
 from musicrep_jax.tasks import classification  # noqa: F401  (registers "classification")

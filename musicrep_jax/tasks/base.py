@@ -1,17 +1,30 @@
-"""What a task is: the part of a run between a batch of shards and its losses and metrics.
+"""What a task is: the part of a run between a batch of shards and its loss (sampling and loss).
 
-The trainer (``musicrep_jax.training.trainer``) talks to a task only through the methods below; the
-defaults fit "random crops of a clip -> model(audio) -> per-segment outputs -> clip metrics",
-so a new task usually overrides ``loss``, ``eval_outputs`` and ``clip_metrics``. A task that
+Lifecycle. A task is a frozen dataclass registered in ``TASKS``; ``config.task.kwargs`` are its
+fields. ``task.bind(shards)`` returns a NEW task of the same type whose ``bound`` field carries
+everything derived from the data (tag columns, class counts and tables, interaction splits,
+side-information vectors); ``trainer.build_run`` calls it once, before building the model. The
+unbound task only knows its settings: anything that needs the data (``model_kwargs``,
+``init_inputs``, ``forward``, ``loss``, ``train_iterator``) reads ``task.data``, which raises
+``UnboundTaskError`` on an unbound task. Nothing is ever stored on a task after construction, and
+the Flax model is passed in (``forward(model, ...)``), never kept.
+
+The trainer (``musicrep_jax.training.trainer``) talks to a bound task only through the methods
+below; the defaults fit "random crops of a clip -> model(audio) -> per-segment outputs", so a new
+task usually overrides ``bind``, ``model_kwargs``, ``loss`` and ``eval_outputs``. A task that
 needs other batches (P x K metric-learning batches, users with sampled negatives) overrides
 ``train_iterator``; one whose model takes more than audio overrides ``init_inputs`` and
 ``forward``.
 
-A task is a frozen dataclass registered in ``TASKS``; ``config.task.kwargs`` are its fields.
+Metrics are not the task's: the per-segment arrays of ``eval_outputs`` (gathered over a split,
+with ``clip_index``, ``segment_valid`` and the task's record ``fields``) go to the evaluators
+named by ``config.evals``, or to the task's ``default_evals`` when that is empty
+(``musicrep_jax.evaluators``, big_vision's split between objectives and evaluators).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
@@ -19,23 +32,49 @@ import jax.numpy as jnp
 from musicrep_jax.data import pipeline as input_pipeline
 
 
+class UnboundTaskError(RuntimeError):
+  """A task's data-derived state was needed before ``task.bind(shards)``."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
-  """Defaults shared by every task. Subclasses are frozen dataclasses."""
+  """Defaults shared by every task. Subclasses are frozen dataclasses.
+
+  Attributes:
+    bound: what ``bind`` derived from the data (a task-specific frozen dataclass); None on an
+      unbound task. Set only by ``bind`` (keyword-only, not a config key).
+  """
+
+  bound: Any = dataclasses.field(default=None, kw_only=True, repr=False, compare=False)
 
   # Record fields (besides audio) that batches carry, e.g. ("tags",) or ("artist",).
-  fields: tuple = ()
+  fields = ()
   # Scalars ``loss`` returns, averaged between log steps (the trainer adds ``grad_norm``).
-  metric_names: tuple = ("loss",)
+  metric_names = ("loss",)
   # Evaluation keys whose larger value is better.
-  higher_is_better: tuple = ()
+  higher_is_better = ()
+  # Names in ``registry.EVALUATORS`` used when ``config.evals`` is empty.
+  default_evals = ()
 
-  # --- Model -----------------------------------------------------------------------------------
-  def num_outputs(self, shards) -> int:
+  # --- Lifecycle -------------------------------------------------------------------------------
+  def bind(self, shards) -> "Task":
+    """A new task of the same type carrying what ``shards`` determine in ``bound``
+    (``dataclasses.replace(self, bound=...)``); ``UserError`` when the data does not fit."""
     raise NotImplementedError
 
-  def model_kwargs(self, shards) -> dict:
-    """Model constructor arguments that come from the data (default: ``num_outputs``)."""
-    return {"num_outputs": self.num_outputs(shards)}
+  @property
+  def data(self) -> Any:
+    """``bound``, or ``UnboundTaskError`` on a task that ``bind`` did not return."""
+    if self.bound is None:
+      raise UnboundTaskError(
+          f"{type(self).__name__} is not bound to a dataset: use the task that "
+          f"task.bind(shards) returns (trainer.build_run binds it once).")
+    return self.bound
+
+  # --- Model -----------------------------------------------------------------------------------
+  def model_kwargs(self) -> dict:
+    """Model constructor arguments that come from the data (bound task; default: none)."""
+    return {}
 
   def init_inputs(self, input_length: int) -> tuple:
     """Positional model inputs for ``model.init``: default one ``[1, input_length, 1]`` crop."""
@@ -48,25 +87,25 @@ class Task:
 
   # --- Data ------------------------------------------------------------------------------------
   def train_iterator(self, source, *, crop_length: int, global_batch_size: int, seed: int,
-                     num_workers: int, shards: Any = None):
+                     num_workers: int):
     """This process's slice of each global training batch (a checkpointable Grain iterator)."""
-    del shards
     return input_pipeline.train_iterator(
         source, crop_length=crop_length, global_batch_size=global_batch_size, seed=seed,
         fields=self.fields, num_workers=num_workers)
 
-  # --- Losses and metrics ----------------------------------------------------------------------
+  # --- Loss ------------------------------------------------------------------------------------
   def loss(self, outputs: dict, batch: dict) -> tuple[jnp.ndarray, dict]:
     """``(scalar loss, {name: scalar for name in metric_names})``, inside the jitted step."""
     raise NotImplementedError
 
   def eval_outputs(self, outputs: dict, batch: dict) -> dict:
-    """Per-segment arrays ``[batch, ...]`` kept for ``clip_metrics`` (inside the eval step)."""
+    """Per-segment arrays ``[batch, ...]`` kept for the evaluators (inside the jitted eval
+    step)."""
     raise NotImplementedError
 
-  def clip_metrics(self, segments: dict, num_clips: int, variables: Any = None) -> dict:
-    """A whole split's segment outputs (numpy, with ``clip_index``, ``segment_valid`` and the
-    task's fields) -> ``{metric: float}``. ``variables`` are the model's variables
-    (``{"params", "batch_stats"}``), for tasks whose metrics need more than per-segment outputs
-    (e.g. user embeddings)."""
-    raise NotImplementedError
+
+@dataclasses.dataclass(frozen=True)
+class OutputCount:
+  """Bound data of a task whose only data-derived setting is the model's output count."""
+
+  num_outputs: int

@@ -26,22 +26,19 @@ Loss (papers.md 11.4): per clip, a positive = one of its seen tags drawn uniform
 (``losses.triplet_margin_loss``). The sampling happens in the Grain pipeline
 (``TagSampler``), seeded by the global step.
 
-Evaluation (papers.md 11.6, 11.7): clip score per tag = the mean over its segments of the
-cosine between segment embedding and label embedding (the paper averages the embeddings
-first; [choice]). Reported on the evaluated split:
+Evaluation (``evaluators/zero_shot.py``, papers.md 11.6): seen / unseen label (retrieval) and
+instance (annotation) ROC-AUC and mAP from the clip-averaged cosines.
 
-* ``auc_l_unseen`` / ``map_l_unseen``: retrieval (per unseen tag over the B+C clips), the
-  headline "(B+C)-Y AUC-l"; ``auc_i_unseen`` / ``map_i_unseen``: annotation (per B+C clip over
-  the unseen tags);
-* generalised: ``auc_i_all`` (per B+C clip over seen + unseen tags), ``auc_l_all`` (per tag
-  over all clips);
-* ``auc_l_seen``: retrieval of seen tags over all clips (model selection uses it: choosing
-  checkpoints on unseen tags would leak them).
+Lifecycle: ``bind(shards)`` loads the side information of the shards' tags and draws the
+seen / unseen split (``SideInformation``); the model receives the label vectors as an input
+(``forward``), so nothing about the data is captured anywhere else.
 
-Word vectors: ``word_vectors`` names the file; when it is empty and ``word_vectors_config``
-names a ``musicrep word2vec`` config (``configs/zero_shot.py:runlocal`` sets
-``word2vec:runlocal``), those vectors are trained once into ``$MUSICREP_CACHE`` and used
-(``musicrep_jax.systems.word2vec.cache``); with neither, a ``UserError`` names the key.
+Word vectors: the task reads only a word-vector FILE, ``word_vectors``. ``word_vectors_config``
+(``configs/zero_shot.py:runlocal`` sets ``word2vec:runlocal``) names a ``musicrep word2vec``
+config whose vectors ``musicrep train`` trains once into ``$MUSICREP_CACHE`` and writes into
+``word_vectors`` before training (``musicrep_jax.systems``); a task bound with only
+``word_vectors_config`` set raises a ``UserError`` saying so, and with neither a ``UserError``
+names the key.
 
 Knowledge transfer (paper 11): evaluate a trained workdir on other shards whose tags differ
 (``musicrep eval --workdir W --data-dir OTHER``): a target tag is seen only if its name is a
@@ -52,18 +49,18 @@ the embedded corpus's), every other target tag with a word vector is unseen.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from musicrep_jax.data import pipeline as input_pipeline
-from musicrep_jax.ops import losses, metrics
-from musicrep_jax.errors import UserError
 from musicrep_jax.data.pk_batches import read_label_records
+from musicrep_jax.data.word_vectors import load_word_vectors
+from musicrep_jax.errors import UserError
+from musicrep_jax.evaluators.zero_shot import instance_sets
+from musicrep_jax.ops import losses
 from musicrep_jax.registry import TASKS
 from musicrep_jax.tasks.base import Task
-from musicrep_jax.data.word_vectors import load_word_vectors
 
 TRAIN_SETS = ("A", "B", "AB")
 SIDE_INFORMATION = ("word_vectors", "attributes")
@@ -104,14 +101,6 @@ def zsl_split(tag_names, usable: np.ndarray, seen_fraction: float, seed: int) ->
   return seen
 
 
-def instance_sets(tags: np.ndarray, seen: np.ndarray, unseen: np.ndarray) -> dict:
-  """bool ``[N]`` masks ``A`` (seen tags only), ``B`` (seen and unseen), ``C`` (no seen tag,
-  at least one unseen) of multi-hot ``tags`` ``[N, T]``."""
-  has_seen = (tags[:, seen] > 0).any(1)
-  has_unseen = (tags[:, unseen] > 0).any(1)
-  return {"A": has_seen & ~has_unseen, "B": has_seen & has_unseen, "C": ~has_seen & has_unseen}
-
-
 class SubsetSource:
   """The records ``indices`` of a source (picklable when the source is)."""
 
@@ -150,6 +139,17 @@ class TagSampler:
     return dict(batch, pos_tag=pos, neg_tags=neg)
 
 
+@dataclasses.dataclass(frozen=True)
+class SideInformation:
+  """Bound data of ``ZeroShotTask``: per tag of the shards (``T`` tags), its side-information
+  vector float32 ``[T, dim]`` (zeros for tags without one) and the bool ``[T]`` seen / unseen
+  masks (tags with neither take no part)."""
+
+  vectors: np.ndarray
+  seen: np.ndarray
+  unseen: np.ndarray
+
+
 @TASKS.register("zero_shot")
 @dataclasses.dataclass(frozen=True)
 class ZeroShotTask(Task):
@@ -171,17 +171,40 @@ class ZeroShotTask(Task):
   metric_names: tuple = ("loss",)
   higher_is_better: tuple = ("auc_l_unseen", "auc_i_unseen", "auc_l_seen", "auc_i_all",
                              "auc_l_all", "map_l_unseen", "map_i_unseen")
+  default_evals = ("zero_shot",)
 
-  # --- Side information and the split (cached per tag list) -----------------------------------
-  def word_vectors_path(self) -> str:
-    """``word_vectors``, else the vectors of ``word_vectors_config`` trained once into the
-    cache (``:runlocal``), else a ``UserError`` naming the key."""
+  # --- Lifecycle: side information and the split ----------------------------------------------
+  def bind(self, shards) -> "ZeroShotTask":
+    """Bound data: ``SideInformation`` of the shards' tags (module docstring)."""
+    if self.train_set not in TRAIN_SETS:
+      raise UserError(f"config.task.kwargs.train_set={self.train_set!r} is not one of "
+                      f"{', '.join(TRAIN_SETS)}.")
+    if self.side_info not in SIDE_INFORMATION:
+      raise UserError(f"config.task.kwargs.side_info={self.side_info!r} is "
+                      f"not one of {', '.join(SIDE_INFORMATION)}.")
+    tag_names = tuple(shards.tag_names)
+    if self.side_info == "attributes":
+      vectors, usable = self._attribute_matrix(shards, tag_names)
+    else:
+      vectors, usable = load_word_vectors(self._word_vector_file()).label_matrix(tag_names)
+    train_names = tuple(self.train_tag_names) or tag_names
+    train_usable = np.array([n in tag_names and usable[tag_names.index(n)] or
+                             n not in tag_names for n in train_names])
+    seen_names = {train_names[i] for i in np.flatnonzero(
+        zsl_split(train_names, train_usable, self.seen_fraction, self.split_seed))}
+    seen = np.array([n in seen_names for n in tag_names], bool) & usable
+    return dataclasses.replace(self, bound=SideInformation(vectors, seen, usable & ~seen))
+
+  def _word_vector_file(self) -> str:
+    """``word_vectors``; a ``UserError`` naming the key when it is empty."""
     if self.word_vectors:
       return self.word_vectors
     if self.word_vectors_config:
-      from musicrep_jax.systems.word2vec.cache import cached_vectors  # pylint: disable=g-import-not-at-top
-
-      return str(cached_vectors(self.word_vectors_config))
+      raise UserError(
+          f"config.task.kwargs.word_vectors is empty and word_vectors_config="
+          f"{self.word_vectors_config!r} names vectors still to be trained: they are trained "
+          f"(once, into $MUSICREP_CACHE) and passed on by `musicrep train`, so train this "
+          f"config with `musicrep train` or set word_vectors to a word-vector file.")
     raise UserError("config.task.kwargs.word_vectors is empty: set it to a word-vector file "
                     "(word2vec text/binary or GloVe, e.g. the vectors.txt of `musicrep "
                     "word2vec`).")
@@ -207,61 +230,21 @@ class ZeroShotTask(Task):
     usable[columns["attribute_labels"]] = tags[:, columns["attribute_labels"]].any(0)
     return vectors, usable
 
-  def _side(self, tag_names: tuple, shards: Any = None) -> dict:
-    cache = self.__dict__.setdefault("_cache", {})
-    if tag_names not in cache:
-      if self.train_set not in TRAIN_SETS:
-        raise UserError(f"config.task.kwargs.train_set={self.train_set!r} is not one of "
-                        f"{', '.join(TRAIN_SETS)}.")
-      if self.side_info not in SIDE_INFORMATION:
-        raise UserError(f"config.task.kwargs.side_info={self.side_info!r} is "
-                        f"not one of {', '.join(SIDE_INFORMATION)}.")
-      if self.side_info == "attributes":
-        vectors, usable = self._attribute_matrix(shards, tag_names)
-      else:
-        vectors, usable = load_word_vectors(self.word_vectors_path()).label_matrix(tag_names)
-      train_names = tuple(self.train_tag_names) or tag_names
-      train_usable = np.array([n in tag_names and usable[tag_names.index(n)] or
-                               n not in tag_names for n in train_names])
-      seen_names = {train_names[i] for i in np.flatnonzero(
-          zsl_split(train_names, train_usable, self.seen_fraction, self.split_seed))}
-      seen = np.array([n in seen_names for n in tag_names]) & usable
-      cache[tag_names] = {"vectors": vectors, "seen": seen, "unseen": usable & ~seen}
-    return cache[tag_names]
-
-  def side_information(self, shards) -> dict:
-    """``{"vectors": float32 [T, dim], "seen": bool [T], "unseen": bool [T]}`` of the shards'
-    tags."""
-    return self._side(tuple(shards.tag_names), shards)
-
-  def _current(self) -> dict:
-    cache = self.__dict__.get("_cache")
-    if not cache:
-      raise RuntimeError("ZeroShotTask.model_kwargs(shards) must run before the model")
-    return cache[next(reversed(cache))]
-
   # --- Model -----------------------------------------------------------------------------------
-  def num_outputs(self, shards) -> int:
-    return len(shards.tag_names)
-
-  def model_kwargs(self, shards) -> dict:
-    self.side_information(shards)
-    return {}
-
   def init_inputs(self, input_length: int) -> tuple:
-    return (jnp.zeros((1, input_length, 1), jnp.float32),
-            jnp.asarray(self._current()["vectors"]))
+    return (jnp.zeros((1, input_length, 1), jnp.float32), jnp.asarray(self.data.vectors))
 
   def forward(self, model, variables: dict, batch: dict, *, train: bool, **apply_kwargs):
-    return model.apply(variables, batch["audio"], jnp.asarray(self._current()["vectors"]),
+    """The model sees the audio ``[B, T, 1]`` and the label vectors ``[tags, dim]``."""
+    return model.apply(variables, batch["audio"], jnp.asarray(self.data.vectors),
                        train=train, **apply_kwargs)
 
   # --- Data ------------------------------------------------------------------------------------
   def train_iterator(self, source, *, crop_length: int, global_batch_size: int, seed: int,
-                     num_workers: int, shards: Any = None):
-    side = self.side_information(shards)
+                     num_workers: int):
+    side = self.data
     tags = read_label_records(source, ("tags",))["tags"] > 0
-    sets = instance_sets(tags, side["seen"], side["unseen"])
+    sets = instance_sets(tags, side.seen, side.unseen)
     chosen = np.zeros(len(tags), bool)
     for name in self.train_set:
       chosen |= sets[name]
@@ -270,11 +253,10 @@ class ZeroShotTask(Task):
     ds = input_pipeline.train_dataset(
         SubsetSource(source, np.flatnonzero(chosen)), crop_length=crop_length,
         global_batch_size=global_batch_size, seed=seed, fields=self.fields)
-    ds = ds.map_with_index(TagSampler(tuple(bool(s) for s in side["seen"]), self.negatives,
-                                      seed))
+    ds = ds.map_with_index(TagSampler(tuple(bool(s) for s in side.seen), self.negatives, seed))
     return input_pipeline.iterate_batches(ds, num_workers=num_workers)
 
-  # --- Losses and metrics ----------------------------------------------------------------------
+  # --- Loss ----------------------------------------------------------------------------------
   def loss(self, outputs: dict, batch: dict):
     labels = outputs["label_embedding"]
     loss, _ = losses.triplet_margin_loss(
@@ -286,39 +268,3 @@ class ZeroShotTask(Task):
     a = losses.l2_normalize(outputs["embedding"])
     t = losses.l2_normalize(outputs["label_embedding"])
     return {"scores": a @ t.T}
-
-  def clip_metrics(self, segments: dict, num_clips: int, variables=None) -> dict:
-    del variables
-    side = self._current()
-    valid = np.asarray(segments["segment_valid"], bool)
-    clip_index = np.asarray(segments["clip_index"])
-    labels = np.zeros((num_clips, segments["tags"].shape[-1]), np.float32)
-    labels[clip_index[valid]] = segments["tags"][valid]
-    scores, counts = metrics.clip_average(segments["scores"], clip_index, valid, num_clips)
-    scores, labels, have = np.asarray(scores), labels > 0, np.asarray(counts) > 0
-    return zero_shot_metrics(scores[have], labels[have], side["seen"], side["unseen"])
-
-
-def _retrieval(scores, labels, rows, cols) -> tuple[float, float]:
-  """Macro (ROC-AUC, AP) per tag of ``cols`` over the clips ``rows``."""
-  if not rows.any() or not cols.any():
-    return float("nan"), float("nan")
-  m = metrics.tagging_metrics(scores[rows][:, cols], labels[rows][:, cols].astype(np.float32))
-  return float(m["roc_auc"]), float(m["pr_auc"])
-
-
-def zero_shot_metrics(scores: np.ndarray, labels: np.ndarray, seen: np.ndarray,
-                      unseen: np.ndarray) -> dict:
-  """The metrics of the module docstring from clip scores and labels ``[N, T]``."""
-  sets = instance_sets(labels, seen, unseen)
-  bc = sets["B"] | sets["C"]
-  everyone = np.ones(len(labels), bool)
-  out = {"clips": int(len(labels)), "clips_bc": int(bc.sum()),
-         "unseen_tags": int(unseen.sum()), "seen_tags": int(seen.sum())}
-  out["auc_l_unseen"], out["map_l_unseen"] = _retrieval(scores, labels, bc, unseen)
-  # Annotation = retrieval on the transposed matrix: per clip over tags.
-  out["auc_i_unseen"], out["map_i_unseen"] = _retrieval(scores.T, labels.T, unseen, bc)
-  out["auc_i_all"], _ = _retrieval(scores.T, labels.T, seen | unseen, bc)
-  out["auc_l_all"], _ = _retrieval(scores, labels, everyone, seen | unseen)
-  out["auc_l_seen"], _ = _retrieval(scores, labels, everyone, seen)
-  return out

@@ -17,7 +17,7 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from musicrep_jax.training import mesh as sharding_lib
+from musicrep_jax.training import mesh as mesh_lib
 
 
 class TrainState(struct.PyTreeNode):
@@ -45,7 +45,8 @@ class LogAccumulator(struct.PyTreeNode):
 
 
 def init_variables(model: nn.Module, rng: jax.Array, input_length: int, task=None) -> dict:
-  """Model variables from the task's dummy inputs (default one ``[1, input_length, 1]`` crop)."""
+  """Model variables from the bound task's dummy inputs (``task.init_inputs``; without a task
+  one ``[1, input_length, 1]`` crop)."""
   inputs = (task.init_inputs(input_length) if task is not None
             else (jnp.zeros((1, input_length, 1), jnp.float32),))
   return model.init({"params": rng}, *inputs, train=False)
@@ -64,7 +65,7 @@ def make_create_state(model: nn.Module, tx: optax.GradientTransformation, input_
                       batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
 
   shapes = jax.eval_shape(create, jax.random.key(0))
-  state_sharding = sharding_lib.state_shardings(shapes, mesh, fsdp_min_size)
+  state_sharding = mesh_lib.state_shardings(shapes, mesh, fsdp_min_size)
   create_jit = jax.jit(create, out_shardings=state_sharding)
   create_jit.state_sharding = state_sharding
   return create_jit
@@ -72,7 +73,8 @@ def make_create_state(model: nn.Module, tx: optax.GradientTransformation, input_
 
 def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation, mesh: Mesh,
                     seed: int, state_sharding=None):
-  """Returns ``step(state, acc, batch) -> (state, acc)``, jitted with donation.
+  """Returns ``step(state, acc, batch) -> (state, acc)``, jitted with donation: the bound
+  ``task``'s ``forward(model, ...)`` and ``loss``.
 
   ``state_sharding`` is the state's layout (``make_create_state(...).state_sharding``); None
   means replicated.
@@ -107,21 +109,23 @@ def make_train_step(model: nn.Module, task, tx: optax.GradientTransformation, me
         count=acc.count + 1, first_nonfinite_step=first_bad)
     return new_state, new_acc
 
-  replicated = sharding_lib.replicated(mesh)
+  replicated = mesh_lib.replicated(mesh)
   state_sharding = replicated if state_sharding is None else state_sharding
   return jax.jit(step,
-                 in_shardings=(state_sharding, replicated, sharding_lib.batch_sharding(mesh)),
+                 in_shardings=(state_sharding, replicated, mesh_lib.batch_sharding(mesh)),
                  out_shardings=(state_sharding, replicated), donate_argnums=(0, 1))
 
 
 def make_eval_step(model: nn.Module, task, mesh: Mesh, state_sharding=None):
-  """Returns ``eval_step(state, batch) -> task.eval_outputs`` (per segment, batch-sharded)."""
+  """Returns ``eval_step(state, batch) -> task.eval_outputs`` (per-segment arrays ``[batch,
+  ...]``, batch-sharded) for the evaluators; ``task`` is the bound task, ``model`` is passed to
+  its ``forward``."""
 
   def eval_step(state: TrainState, batch: dict):
     outputs = task.forward(model, {"params": state.params, "batch_stats": state.batch_stats},
                            batch, train=False)
     return task.eval_outputs(outputs, batch)
 
-  batch = sharding_lib.batch_sharding(mesh)
-  state_sharding = sharding_lib.replicated(mesh) if state_sharding is None else state_sharding
+  batch = mesh_lib.batch_sharding(mesh)
+  state_sharding = mesh_lib.replicated(mesh) if state_sharding is None else state_sharding
   return jax.jit(eval_step, in_shardings=(state_sharding, batch), out_shardings=batch)

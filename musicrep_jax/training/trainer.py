@@ -22,16 +22,18 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from musicrep_jax.training import checkpoints as checkpointing, optimizers
 from musicrep_jax import config_loading
 from musicrep_jax.data import pipeline as input_pipeline
-from musicrep_jax.training import mesh as sharding_lib
+from musicrep_jax.errors import UserError
+from musicrep_jax.evaluators.common import evaluator_names, run_evaluators
+from musicrep_jax.registry import MODELS, TASKS
+from musicrep_jax.training import checkpoints, optimizers
+from musicrep_jax.training import mesh as mesh_lib
 from musicrep_jax.training import step as steps
 from musicrep_jax.training.run_data import resolve_shards
-from musicrep_jax.errors import UserError
 from musicrep_jax.training.writers import MetricWriter
-from musicrep_jax.registry import MODELS, TASKS
 
+import musicrep_jax.evaluators  # noqa: F401  (registers evaluators)
 import musicrep_jax.models  # noqa: F401  (registers models)
 import musicrep_jax.tasks  # noqa: F401  (registers tasks)
 
@@ -54,14 +56,19 @@ class Run:
   create_state: Any
   train_step: Any
   eval_step: Any
+  evals: tuple = ()
 
 
 def build_run(config: ml_collections.ConfigDict, shards) -> Run:
-  mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
-  sharding_lib.check_batch_size(config.batch_size, mesh)
-  task = make_task(config)
+  """The run of ``config`` on ``shards``: the task bound to the data once
+  (``task.bind(shards)``), the model built with the bound task's ``model_kwargs``, the compiled
+  steps, and the evaluators ``config.evals`` names (the task's ``default_evals`` when empty)."""
+  mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
+  mesh_lib.check_batch_size(config.batch_size, mesh)
+  task = make_task(config).bind(shards)
+  evals = evaluator_names(config.get("evals", ()), task)
   kwargs = config_loading.constructor_kwargs(config.model.kwargs)
-  kwargs.update(task.model_kwargs(shards))
+  kwargs.update(task.model_kwargs())
   kwargs["dtype"] = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
   model_cls = MODELS.get(config.model.name)
   if "sample_rate" in getattr(model_cls, "__dataclass_fields__", {}):
@@ -83,13 +90,18 @@ def build_run(config: ml_collections.ConfigDict, shards) -> Run:
   return Run(config=config, shards=shards, mesh=mesh, model=model, task=task, tx=tx,
              input_length=input_length, create_state=create_state,
              train_step=steps.make_train_step(model, task, tx, mesh, config.seed, layout),
-             eval_step=steps.make_eval_step(model, task, mesh, layout))
+             eval_step=steps.make_eval_step(model, task, mesh, layout), evals=evals)
 
 
 def make_task(config: ml_collections.ConfigDict):
-  """``TASKS[config.task.name](**config.task.kwargs)`` with a clear error for bad kwargs."""
+  """``TASKS[config.task.name](**config.task.kwargs)``, unbound (``build_run`` binds it), with a
+  clear error for bad kwargs."""
+  kwargs = config.task.get("kwargs", None) or {}
+  if "bound" in kwargs:
+    raise UserError("config.task.kwargs.bound is not a task setting: the trainer binds the task "
+                    "to the data.")
   return config_loading.build_from_config(
-      TASKS.get(config.task.name), config.task.get("kwargs", None) or {},
+      TASKS.get(config.task.name), kwargs,
       f"config.task.kwargs do not fit task {config.task.name!r}")
 
 
@@ -117,15 +129,15 @@ def make_train_iterator(run: Run):
   c = run.config
   return run.task.train_iterator(
       train_source(c, run.shards), crop_length=run.input_length,
-      global_batch_size=c.batch_size, seed=c.seed, num_workers=c.data.num_workers,
-      shards=run.shards)
+      global_batch_size=c.batch_size, seed=c.seed, num_workers=c.data.num_workers)
 
 
 def evaluate(run: Run, state, split: str) -> dict:
-  """Segment-level predictions over ``split`` -> the task's clip-level metrics (all processes)."""
+  """Segment-level outputs over ``split`` (``task.eval_outputs``, in the jitted eval step) ->
+  the metrics of the run's evaluators (``run.evals``, merged into one dict; all processes)."""
   c = run.config
   source = run.shards.source(split)
-  batch_sharding = sharding_lib.batch_sharding(run.mesh)
+  batch_sharding = mesh_lib.batch_sharding(run.mesh)
   keep = ("clip_index", "segment_valid") + tuple(run.task.fields)
   pieces = []
   for batch in input_pipeline.eval_batches(
@@ -137,7 +149,8 @@ def evaluate(run: Run, state, split: str) -> dict:
     pieces.append((outputs, {k: global_batch[k] for k in keep}))
   gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *_fetch(pieces))
   segments = dict(gathered[0], **gathered[1])
-  return run.task.clip_metrics(segments, num_clips=len(source), variables={"params": state.params, "batch_stats": state.batch_stats})
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return run_evaluators(run.evals, run.task, segments, len(source), variables, model=run.model)
 
 
 def _fetch(tree):
@@ -173,12 +186,12 @@ class _StopFlag:
 
 def _fresh_accumulator(run: Run):
   names = tuple(run.task.metric_names) + ("grad_norm",)
-  return jax.device_put(steps.LogAccumulator.zeros(names), sharding_lib.replicated(run.mesh))
+  return jax.device_put(steps.LogAccumulator.zeros(names), mesh_lib.replicated(run.mesh))
 
 
 def _checkpoints(workdir: pathlib.Path, config: ml_collections.ConfigDict,
-                 async_save: bool) -> checkpointing.Checkpoints:
-  return checkpointing.Checkpoints(workdir, keep=config.checkpoint.keep,
+                 async_save: bool) -> checkpoints.Checkpoints:
+  return checkpoints.Checkpoints(workdir, keep=config.checkpoint.keep,
                                    best_metric=config.checkpoint.best_metric,
                                    best_mode=config.checkpoint.best_mode, async_save=async_save)
 
@@ -261,7 +274,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   acc = _fresh_accumulator(run)
 
   # --- Loop -------------------------------------------------------------------------------------
-  batch_sharding = sharding_lib.batch_sharding(run.mesh)
+  batch_sharding = mesh_lib.batch_sharding(run.mesh)
   multi_process = jax.process_count() > 1
   stop = _StopFlag(install=not multi_process)
   progress = _progress_bar(c, start, is_main)
@@ -360,25 +373,71 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   return summary
 
 
-def evaluate_workdir(workdir: str | pathlib.Path, split: str = "test",
-                     data_dir: Optional[str] = None, which: str = "best") -> dict:
-  """Loads a finished or running workdir's config and checkpoint and evaluates ``split``."""
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """A training workdir restored by ``restore_workdir``.
+
+  ``run`` is what ``build_run`` makes of the saved config (``run.shards``: the dataset the
+  model's shape came from); ``state`` the checkpoint's ``TrainState`` on ``run.mesh``, with the
+  run's shardings; ``step`` its step; ``config`` the workdir's ``config.json``.
+  """
+
+  run: Run
+  state: Any
+  step: int
+  config: ml_collections.ConfigDict
+  workdir: pathlib.Path
+
+  @property
+  def variables(self) -> dict:
+    """``{"params", "batch_stats"}`` for ``run.model.apply`` (device arrays)."""
+    return {"params": self.state.params, "batch_stats": self.state.batch_stats}
+
+
+def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
+                    which: str = "best") -> Restored:
+  """The one way back from a finished (or running) workdir to a model: eval, export, embed,
+  multiscale feature extraction and the i-vector hybrid all come through here.
+
+  Rebuilds the run exactly as training did (``build_run`` on ``<workdir>/config.json`` and the
+  shards of ``data_dir``: ``resolve_shards``, so the embedded corpus' cache for ``synthetic``
+  configs; the task takes the number of outputs, tag names etc. from them) and restores the
+  ``which`` checkpoint into it: ``"best"`` (the latest when the run kept no best) or
+  ``"latest"``. ``UserError`` for a folder without ``config.json`` or without a checkpoint,
+  and for a checkpoint that does not fit the model built on ``data_dir``.
+  """
   workdir = pathlib.Path(workdir).absolute()
   config_file = workdir / "config.json"
   if not config_file.exists():
     raise UserError(f"{workdir} is not a training workdir (no config.json); "
                     f"train first with `musicrep train --workdir {workdir}`.")
+  # Checked before opening the managers, which would create the folders.
+  if not any((workdir / d).is_dir() for d in ("checkpoints", "best")):
+    raise UserError(f"No checkpoint in {workdir}; train first.")
   config = config_loading.from_json(config_file.read_text())
   run = build_run(config, resolve_shards(config, data_dir))
-  _require_split(run.shards, split, "--split")
   ckpt = _checkpoints(workdir, config, async_save=False)
   try:
     state, step = ckpt.restore_state(abstract_state(run), which)
   except FileNotFoundError:
     raise UserError(f"No checkpoint in {workdir}; train first.") from None
-  metrics = evaluate(run, state, split)
-  ckpt.close()
-  return dict(metrics, split=split, step=int(step))
+  except ValueError as error:  # Orbax: a saved shape differs from the model's.
+    raise UserError(f"The checkpoint in {workdir} does not fit the model its config.json builds "
+                    f"on {run.shards.data_dir}; pass the data it was trained on "
+                    f"({str(error).split('. ')[0]}).") from None
+  finally:
+    ckpt.close()
+  return Restored(run=run, state=state, step=int(step), config=config, workdir=workdir)
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, split: str = "test",
+                     data_dir: Optional[str] = None, which: str = "best") -> dict:
+  """``restore_workdir``, then the task's clip-level metrics on ``split`` (with ``split`` and
+  the checkpoint's ``step``)."""
+  restored = restore_workdir(workdir, data_dir, which)
+  _require_split(restored.run.shards, split, "--split")
+  metrics = evaluate(restored.run, restored.state, split)
+  return dict(metrics, split=split, step=restored.step)
 
 
 def _progress_bar(config, start: int, is_main: bool):

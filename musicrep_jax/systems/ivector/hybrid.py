@@ -1,7 +1,7 @@
 """Deep artist features from a trained DCNN workdir, and their fusion with i-vectors (paper 8,
 papers.md 9: "a hybrid of deep audio feature and i-vector").
 
-``dcnn_clip_outputs`` restores a training workdir's checkpoint (``inference.load_trained``,
+``dcnn_clip_outputs`` restores a training workdir's checkpoint (``trainer.restore_workdir``,
 the workdir's own config) and runs the model on each clip's evaluation
 segments (``config.data.segments_per_clip``, ``eval_placement``), averaging per clip the
 ``embedding`` (paper 4's 256-d "deep artist feature", papers.md 5.5: average over the song's
@@ -38,46 +38,40 @@ def dcnn_clip_outputs(workdir: str | pathlib.Path, splits, data_dir: Optional[st
     ``{split: {"embedding": float32 [clips, E], "probs": float32 [clips, K] (when the model has
     logits), "labels": int64 [clips] (the task's label field, when it is an integer field)}}``.
   """
-  from musicrep_jax.serving import inference
   from musicrep_jax.data import pipeline as input_pipeline
-  from musicrep_jax.ops import metrics
-  from musicrep_jax.training.run_data import resolve_shards
+  from musicrep_jax.evaluators.common import clip_means, clip_values
+  from musicrep_jax.training.trainer import restore_workdir
 
-  trained = inference.load_trained(workdir, data_dir, which)
-  config = trained.config
-  shards = resolve_shards(config, data_dir)
+  restored = restore_workdir(workdir, data_dir, which)
+  run, config, shards = restored.run, restored.config, restored.run.shards
 
   @jax.jit
   def segment_outputs(variables, batch):
-    out = trained.task.forward(trained.model, variables, batch, train=False)
+    out = run.task.forward(run.model, variables, batch, train=False)
     kept = {"embedding": out["embedding"]}
     if "logits" in out:
       kept["probs"] = jax.nn.softmax(out["logits"], axis=-1)
     return kept
 
-  label_field = getattr(trained.task, "label_field", None)
+  label_field = getattr(run.task, "label_field", None)
   fields = (label_field,) if label_field and label_field != "tags" else ()
   result = {}
   for split in splits:
     source = shards.source(split)
     pieces = []
     for batch in input_pipeline.eval_batches(
-        source, segment_length=trained.input_length,
+        source, segment_length=run.input_length,
         segments_per_clip=config.data.segments_per_clip,
         global_batch_size=config.get("eval_batch_size", config.batch_size), fields=fields,
         placement=config.data.eval_placement, process_index=0, process_count=1):
       keep = {k: batch[k] for k in ("clip_index", "segment_valid") + fields}
-      pieces.append((segment_outputs(trained.variables, {"audio": batch["audio"]}), keep))
+      pieces.append((segment_outputs(restored.variables, {"audio": batch["audio"]}), keep))
     outputs, kept = jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(pieces))
-    valid = np.asarray(kept["segment_valid"], bool)
-    index = np.asarray(kept["clip_index"])
-    clips = {key: np.asarray(metrics.clip_average(value, index, valid, len(source))[0],
-                             np.float32)
-             for key, value in outputs.items()}
+    segments = dict(outputs, **kept)
+    clips = {key: clip_means(segments, key, len(source))[0].astype(np.float32)
+             for key in outputs}
     if fields:
-      labels = np.full(len(source), -1, np.int64)
-      labels[index[valid]] = kept[fields[0]][valid]
-      clips["labels"] = labels
+      clips["labels"] = clip_values(segments, fields[0], len(source), fill=-1).astype(np.int64)
     result[split] = clips
   return result
 

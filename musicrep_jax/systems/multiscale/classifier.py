@@ -36,6 +36,7 @@ import optax
 from musicrep_jax import config_loading
 from musicrep_jax.systems.multiscale import features as feature_extraction
 from musicrep_jax.ops import metrics
+from musicrep_jax.ops.losses import sigmoid_cross_entropy
 from musicrep_jax.errors import UserError
 
 STANDARDIZE = ("per_dim", "global", "none")
@@ -166,7 +167,7 @@ def make_optimizer(settings: ClassifierSettings) -> optax.GradientTransformation
 def _bce(settings, params, x, y, *, train=False, key=None):
   logits = make_model(settings, y.shape[-1]).apply({"params": params}, x, train=train,
                                                    rngs={"dropout": key} if train else None)
-  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
+  return sigmoid_cross_entropy(logits, y)[0]
 
 
 @functools.partial(jax.jit, static_argnames="settings")

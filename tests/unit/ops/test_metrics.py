@@ -3,7 +3,6 @@
 import itertools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -45,7 +44,8 @@ def _tied_data(rng, n, t, kind):
   return scores, labels
 
 
-@pytest.mark.parametrize("n,t,kind", [(2, 3, "int"), (9, 4, "dec"), (64, 5, "int"), (517, 6, "dec")])
+@pytest.mark.parametrize("n,t,kind",
+                         [(2, 3, "int"), (9, 4, "dec"), (64, 5, "int"), (517, 6, "dec")])
 def test_per_tag_matches_sklearn_with_ties(n, t, kind):
   rng = np.random.default_rng(n)
   scores, labels = _tied_data(rng, n, t, kind)
@@ -223,3 +223,20 @@ def test_shape_errors():
     metrics.average_precision_per_tag(np.zeros((4, 2)), np.zeros((4, 2)), np.ones(3, bool))
   with pytest.raises(ValueError):
     metrics.clip_average(np.zeros((4, 2)), np.zeros(5, int), np.ones(4, bool), 2)
+
+
+def test_unit_rows_and_zero_rows():
+  x = np.array([[3.0, 4.0], [0.0, 0.0]])
+  np.testing.assert_allclose(metrics.unit_rows(x), [[0.6, 0.8], [0.0, 0.0]])
+  assert metrics.unit_rows(x).dtype == np.float32
+
+
+def test_ridge_probe_ranks_a_linearly_decodable_tag():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(80, 6)).astype(np.float32)
+  tags = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0.5], 1).astype(np.float32)
+  scores = metrics.ridge_probe_scores(x, tags)
+  for t in range(2):  # Held-out folds: positives score above negatives on average.
+    assert scores[tags[:, t] == 1, t].mean() > scores[tags[:, t] == 0, t].mean() + 0.3
+  noise = metrics.ridge_probe_scores(rng.normal(size=(80, 6)).astype(np.float32), tags)
+  assert abs(roc_auc_score(tags[:, 0], noise[:, 0]) - 0.5) < 0.2

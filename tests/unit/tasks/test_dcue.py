@@ -1,5 +1,6 @@
-"""DCUE (paper 7): interaction loading and splitting, the negative sampler, ranking metrics, the
-model, and a learning test against the popularity baseline."""
+"""DCUE (paper 7): interaction loading and splitting, binding, the negative sampler, the model
+(ranking metrics: tests/unit/evaluators/test_recommendation.py; the learning test against the
+popularity baseline: tests/e2e/test_learning_runs.py)."""
 
 import csv
 
@@ -14,7 +15,6 @@ from musicrep_jax.data.pipeline import InMemorySource, iterate_batches
 from musicrep_jax.models.dcue import DCUE
 from musicrep_jax.data.shards import open_shards
 from musicrep_jax.tasks import dcue
-from tests.helpers import synthetic_shards
 
 
 @pytest.fixture(scope="module")
@@ -152,44 +152,17 @@ def test_a_user_with_every_track_cannot_get_negatives():
                       seed=0)
 
 
-# ----------------------------------------------------------------------------- ranking metrics
-
-
-def test_ranking_metrics_match_a_per_user_reference():
-  from sklearn.metrics import roc_auc_score
-
-  rng = np.random.default_rng(0)
-  num_users, num_items, ks = 7, 12, (3, 5)
-  scores = rng.normal(size=(num_users, num_items)).round(1)  # rounding makes ties
-  pos_u, pos_i = np.nonzero(rng.random((num_users, num_items)) < 0.3)
-  exc_u, exc_i = np.nonzero(rng.random((num_users, num_items)) < 0.2)
-  keep = ~np.isin(exc_u * 100 + exc_i, pos_u * 100 + pos_i)
-  exc_u, exc_i = exc_u[keep], exc_i[keep]
-  got = dcue.ranking_metrics(lambda a, b: scores[a:b], num_users, num_items, (pos_u, pos_i),
-                             (exc_u, exc_i), ks, block_size=3)
-  aucs, recall, ndcg = [], {k: [] for k in ks}, {k: [] for k in ks}
-  for u in range(num_users):
-    cand = np.ones(num_items, bool)
-    cand[exc_i[exc_u == u]] = False
-    rel = np.zeros(num_items, bool)
-    rel[pos_i[pos_u == u]] = True
-    if not rel.any():
-      continue
-    s, r = scores[u][cand], rel[cand]
-    if (~r).any():
-      aucs.append(roc_auc_score(r, s))
-    order = np.argsort(-s, kind="stable")
-    for k in ks:
-      hits = r[order][:k]
-      recall[k].append(hits.sum() / r.sum())
-      ideal = sum(1 / np.log2(i + 2) for i in range(min(k, r.sum())))
-      ndcg[k].append(sum(h / np.log2(i + 2) for i, h in enumerate(hits)) / ideal)
-  assert got["users"] == len(recall[3])
-  assert got["auc"] == pytest.approx(np.mean(aucs), abs=1e-6)
-  for k in ks:
-    # Ties at the cut go to the lower item index in both (top_k and a stable sort).
-    assert got[f"recall@{k}"] == pytest.approx(np.mean(recall[k]), abs=1e-6)
-    assert got[f"ndcg@{k}"] == pytest.approx(np.mean(ndcg[k]), abs=1e-6)
+def test_bind_splits_the_interactions_once_and_keeps_the_task_unchanged(tiny):
+  shards, _ = tiny
+  task = dcue.DcueTask(heldout_fraction=0.25, split_seed=1)
+  bound = task.bind(shards)
+  assert task.bound is None and bound == task
+  expected = il.load_split(shards, heldout_fraction=0.25, seed=1)
+  np.testing.assert_array_equal(bound.data.recommendation.heldout, expected.heldout)
+  assert bound.model_kwargs() == {"num_users": expected.num_users}
+  assert len(bound.data.train_source) == shards.split_sizes["train"]
+  with pytest.raises(UserError, match="train_split='nope' is not a split"):
+    dcue.DcueTask(train_split="nope").bind(shards)
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -211,35 +184,3 @@ def test_multi_model_has_five_heads_matched_to_user_heads():
   # Identical positive and negatives: every hinge term is the margin, 2 users x 2 negatives
   # x 5 heads, summed.
   assert float(loss) == pytest.approx(0.2 * 2 * 2 * 5, rel=1e-5)
-
-
-# ------------------------------------------------------------------------------ learning test
-
-
-@pytest.fixture(scope="module")
-def dcue_corpus(tmp_path_factory):
-  """480 synthetic clips of 1.5 s (384 training tracks, 48 cold-start test tracks), 200 users."""
-  return synthetic_shards(tmp_path_factory, "dcue_corpus", num_clips=480, clip_seconds=1.5)
-
-
-@pytest.mark.slow
-def test_dcue_beats_popularity_on_heldout_and_cold_start_tracks(dcue_corpus, tmp_path):
-  """Trained end to end (user table and audio CNN, paper 7's hinge on cosines), the model ranks
-  each user's held-out listens above popularity and ranks never-trained test tracks above
-  chance, where popularity knows nothing."""
-  from musicrep_jax.configs.dcue import get_config
-  from musicrep_jax.training import trainer
-
-  c = get_config("runlocal")
-  c.eval_every = c.checkpoint_every = c.num_train_steps  # 1,600 steps
-  c.progress_bar = False
-  summary = trainer.train(c, tmp_path / "run", data_dir=str(dcue_corpus))
-  assert summary["compilations"] == 1
-  result = trainer.evaluate_workdir(tmp_path / "run", "test", str(dcue_corpus))
-  assert result["cold/items"] == 48 and result["cold/users"] > 150, result
-  # Measured at 1,600 steps (seeds 0 and 1): warm 0.689 against popularity 0.648; cold start
-  # 0.606-0.607 against popularity's 0.5 (it has no counts for these tracks). At 1,200 steps
-  # the warm margin shrinks to 0.025.
-  assert result["warm/auc"] > result["popularity/warm/auc"] + 0.02, result
-  assert result["popularity/cold/auc"] < 0.53, result
-  assert result["cold/auc"] > 0.56, result
