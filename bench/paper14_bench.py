@@ -1,12 +1,13 @@
 """Paper 14's training-time comparison (papers.md 15.4) as a benchmark: time-to-quality curves.
 
-Runs ``musicrep compare-paper14`` (the eight cells of the poster's grid, each trained on the
+Runs paper 14's grid (``musicrep_jax.systems.paper14.grid.compare``, as ``musicrep
+compare-paper14`` does, with its flags: the eight cells of the poster's grid, each trained on the
 embedded corpus, a finished cell in ``--out`` reused) and, with ``--write-doc``, writes its table
 into the "Training-time comparison" section of ``docs/benchmarks.md`` with the machine and the
 command, and copies its metric-vs-time plot to ``docs/plots/paper14_metric_vs_time.png``.
-Training time excludes compilation, evaluation and checkpoints (``compare_paper14``'s module
-docstring); the time ratios divide by the plain classification model's, measured in the same
-run on the same cores.
+Training time excludes compilation, evaluation and checkpoints (``systems/paper14/report.py``'s
+module docstring); the time ratios divide by the plain classification model's, measured in the
+same run on the same cores.
 
 Example: ``musicrep bench paper14 --out /tmp/p14 --write-doc`` (about 8-10 minutes on 2
 CPU cores at ``--size runlocal``).
@@ -66,9 +67,11 @@ def doc_section(table_md: str, info: dict, threads: int, command: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
   args, overrides = parse_args(argv)
   threads = pin_threads(args.threads)
-  from musicrep_jax.commands import compare_paper14
+  from musicrep_jax.systems.paper14 import grid
 
-  summary = compare_paper14.run(args, overrides)
+  summary = grid.compare(args.out, data_dir=args.data_dir, size=args.size, cells=args.cells,
+                         steps=args.steps, evals=args.evals, target=args.target,
+                         fraction=args.fraction, overrides=overrides)
   if "table" not in summary:  # Stopped (signal): nothing to write.
     return summary
   if args.write_doc:

@@ -1,6 +1,5 @@
-"""``musicrep aggregate``: stage 3 of papers 2 and 3 (the global classifier on clip features)."""
-
-import pathlib
+"""``musicrep aggregate``: stage 3 of papers 2 and 3 (the global classifier on clip features;
+``musicrep_jax.systems.multiscale.pipeline.aggregate``)."""
 
 HELP = "train the global classifier on extracted multi-level, multi-scale features (papers 2, 3)"
 DESCRIPTION = (
@@ -30,37 +29,9 @@ def add_arguments(parser) -> None:
                       help="results JSON (default: FEATURES/results.json)")
 
 
-def load_multiscale_config(spec, overrides):
-  from musicrep_jax import config_loading
-
-  config = config_loading.load_config_file(config_loading.resolve_config_spec(spec))
-  config_loading.apply_overrides(config, overrides)
-  return config
-
-
-def report(results: dict, out: pathlib.Path) -> dict:
-  """Writes ``results`` to ``out``, prints the table; the selected row's summary for the CLI."""
-  import json
-
-  from musicrep_jax.systems.multiscale.classifier import format_table
-
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(results, indent=2))
-  print(format_table(results["rows"]))
-  print(f"Results: {out}")
-  selected = results["selected"]
-  return {k: selected[k] for k in ("roc_auc", "pr_auc", "roc_auc_std", "dims", "clips",
-                                   "split")} | {"results": str(out)}
-
-
 def run(args, overrides) -> dict:
-  from musicrep_jax.systems.multiscale import classifier as aggregate_classifier
+  from musicrep_jax.systems.multiscale import pipeline
 
-  config = load_multiscale_config(args.config, overrides)
-  if args.scales is not None:
-    config.selection.scales = args.scales
-  if args.levels is not None:
-    config.selection.levels = args.levels
-  results = aggregate_classifier.run_table(args.features, config, sweep=args.sweep,
-                                           progress=config.get("progress_bar", True))
-  return report(results, pathlib.Path(args.out or pathlib.Path(args.features) / "results.json"))
+  config = pipeline.load_config(args.config, overrides)
+  return pipeline.aggregate(args.features, config, scales=args.scales, levels=args.levels,
+                            sweep=args.sweep, out=args.out)

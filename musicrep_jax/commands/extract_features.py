@@ -1,4 +1,5 @@
-"""``musicrep extract-features``: stage 2 of papers 2 and 3 (multi-level, multi-scale features)."""
+"""``musicrep extract-features``: stage 2 of papers 2 and 3 (multi-level, multi-scale features;
+``musicrep_jax.systems.multiscale.pipeline.extract``)."""
 
 HELP = "extract multi-level, multi-scale clip features from trained workdirs (papers 2, 3)"
 DESCRIPTION = (
@@ -8,7 +9,8 @@ DESCRIPTION = (
     "max-pooled over time per segment and averaged over the clip's segments. Writes "
     "OUT/{split}_features.npy [clips, dims], {split}_labels.npy, {split}_clip_ids.npy and "
     "OUT/features.json (extractors, levels and their column ranges). For transfer, pass the "
-    "target dataset as --data-dir (same sample rate as the extractors). Then run "
+    "target dataset as --data-dir (same sample rate as the extractors) and, when its tags differ "
+    "from the training data's, the training data as --train-data-dir. Then run "
     "`musicrep aggregate --features OUT`.")
 
 
@@ -20,6 +22,10 @@ def add_arguments(parser) -> None:
   parser.add_argument("--data-dir", default=None,
                       help="prepared shards to extract (default: the first workdir's training "
                            "data, the embedded corpus for synthetic configs)")
+  parser.add_argument("--train-data-dir", default=None,
+                      help="shards the extractors were trained on, which give their models "
+                           "the number of outputs (default: --data-dir; for synthetic configs "
+                           "without --data-dir, the embedded corpus)")
   parser.add_argument("--out", required=True, help="output folder for the features")
   parser.add_argument("--splits", default="train,validation,test",
                       help="comma-separated splits (default: train,validation,test)")
@@ -34,27 +40,13 @@ def add_arguments(parser) -> None:
   parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
 
 
-def load_extractors(workdirs, names, which):
-  from musicrep_jax.systems.multiscale import features as feature_extraction
-  from musicrep_jax.errors import UserError
-
-  if names and len(names) != len(workdirs):
-    raise UserError(f"Give one --name per --workdir ({len(workdirs)}), got {len(names)}.")
-  names = names or [None] * len(workdirs)
-  return [feature_extraction.load_extractor(w, n, which) for w, n in zip(workdirs, names)]
-
-
 def run(args, overrides) -> dict:
   del overrides
-  from musicrep_jax.systems.multiscale import features as feature_extraction
-  from musicrep_jax.training.run_data import resolve_shards
+  from musicrep_jax.systems.multiscale import pipeline
 
-  extractors = load_extractors(args.workdir, args.name, args.checkpoint)
-  shards = resolve_shards(extractors[0].config, args.data_dir)
-  meta = feature_extraction.extract_features(
-      extractors, shards, args.out, splits=[s for s in args.splits.split(",") if s],
-      pooling=args.pooling, segment_aggregation=args.segment_aggregation,
-      batch_size=args.batch_size, max_segments=args.max_segments, label_field=args.label_field)
-  print(feature_extraction.describe(meta))
-  return {"out": str(args.out), "dims": meta["dims"], "extractors": len(meta["extractors"]),
-          **{f"{split}_clips": n for split, n in meta["splits"].items()}}
+  return pipeline.extract(
+      args.workdir, args.out, names=args.name, data_dir=args.data_dir,
+      train_data_dir=args.train_data_dir, which=args.checkpoint,
+      splits=[s for s in args.splits.split(",") if s], pooling=args.pooling,
+      segment_aggregation=args.segment_aggregation, batch_size=args.batch_size,
+      max_segments=args.max_segments, label_field=args.label_field)

@@ -9,6 +9,10 @@ so a resumed run sees exactly the batches it would have seen. Saves are asynchro
 the papers select by validation loss), kept in its own manager so that keeping the best never
 deletes the checkpoint a restart needs. A resume requires the same process count, per-process
 batch and Grain worker count as the run that saved (the iterator state is per worker).
+
+A finished workdir is restored in one place, ``musicrep_jax.training.trainer.restore_workdir``
+(it rebuilds the run to restore into); only it and the trainer's final test call
+``Checkpoints.restore_state``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,6 @@ from typing import Any, Optional
 import grain
 import jax
 import orbax.checkpoint as ocp
-
-
-def abstract_like(tree: Any, sharding) -> Any:
-  """``ShapeDtypeStruct`` tree with ``sharding`` on every leaf, to restore straight onto a mesh."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
 
 
 class Checkpoints:

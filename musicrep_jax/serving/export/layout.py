@@ -1,7 +1,8 @@
 """The name and layout map between Flax variables and flat PyTorch-convention tensors.
 
 One table per model family lists ``Entry(name, flax_path, kind)``: ``name`` is the PyTorch
-mirror's sub-module (``musicrep_jax.serving.export.torch_mirror``), ``flax_path`` the Flax module under
+mirror's sub-module (``musicrep_jax.serving.export.torch_mirror``), ``flax_path`` the Flax module
+under
 ``params`` (and ``batch_stats`` for BatchNorm), ``kind`` how its tensors are laid out:
 
   ====== ======================================= ============================================

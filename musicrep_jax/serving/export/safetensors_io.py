@@ -1,6 +1,7 @@
 """A model as one ``.safetensors`` file: flat PyTorch-convention tensors + a self-describing header.
 
-Tensors follow ``musicrep_jax.serving.export.layout`` (docs/export.md); the header's ``__metadata__``
+Tensors follow ``musicrep_jax.serving.export.layout`` (docs/export.md); the header's
+``__metadata__``
 (strings only, as the format requires) holds:
 
   ``format``       ``"musicrep-jax/1"``

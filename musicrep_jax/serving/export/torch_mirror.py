@@ -1,6 +1,7 @@
 """PyTorch mirrors of the Flax model families: the same layers, the same numbers (in eval mode).
 
-Every mirror takes the Flax model's constructor fields (``musicrep_jax.serving.export.model_kwargs``),
+Every mirror takes the Flax model's constructor fields
+(``musicrep_jax.serving.export.model_kwargs``),
 takes audio ``[batch, time, 1]`` (the Flax layout) or ``[batch, 1, time]`` (NCW), and returns
 ``{"logits": [batch, num_outputs], "embedding": [batch, d]}`` like the Flax model. Its
 ``state_dict`` names are exactly ``musicrep_jax.serving.export.layout`` (docs/export.md), so a
@@ -254,7 +255,7 @@ class ReSEMirror(nn.Module):
 
 class MelFrontend(nn.Module):
   """Raw audio ``[batch, 1, samples]`` -> log-mel ``[batch, n_mels, frames]``: the
-  ``models.mel_cnn._MelInput`` front end (``frontends.mel.mel_spectrogram``; papers.md 1.3)
+  ``models.branches.MelInput`` front end (``frontends.mel.mel_spectrogram``; papers.md 1.3)
   with ``power`` 1 or 2 and ``log`` ``"log10_1p"``, ``"log"``, ``"db"`` (ref 1, librosa's
   ``amin``, top 80 dB per example) or ``"none"``, then ``(x - mel_mean) / mel_std``."""
 
@@ -309,7 +310,7 @@ class MelFrontend(nn.Module):
 
 
 class _MelMirror(nn.Module):
-  """Front-end fields shared by the mel mirrors (``models.mel_cnn._MelInput``)."""
+  """Front-end fields shared by the mel mirrors (``models.branches.MelInput``)."""
 
   def _init_frontend(self, num_frames: int, sample_rate: int, n_fft: int, hop_length: int,
                      n_mels: int, center: bool, pad_mode: str, power: float, log: str,

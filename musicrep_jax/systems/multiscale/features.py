@@ -2,7 +2,8 @@
 every conv layer's output of trained extractors, pooled over time per segment, averaged per clip.
 
 For each extractor (a training workdir, e.g. ``mel_frame_cnn`` at 18 / 27 / 54 frames or
-``sample_cnn`` at several m^n input lengths), each clip of a split is tiled into
+``sample_cnn`` at several m^n input lengths, restored by ``trainer.restore_workdir`` and run in
+float32: ``load_extractor``), each clip of a split is tiled into
 non-overlapping segments of the model's input length from its start (``floor(len / L)``
 segments, at least one; a clip shorter than ``L`` is one zero-padded segment), as papers.md 1.2
 and 3.1 slide the CNN "over the whole song". Per segment, every *level* (a direct child conv
@@ -38,7 +39,6 @@ import pathlib
 from typing import Any, Iterator, Optional, Sequence
 
 import flax.linen as nn
-from absl import logging as absl_logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,79 +147,23 @@ def describe_levels(model: nn.Module, variables: dict) -> list[Level]:
 # ------------------------------------------------------------------------- restoring a workdir
 
 
-def _checkpoint_dir(workdir: pathlib.Path, which: str) -> tuple[pathlib.Path, int]:
-  """``<workdir>/best/<step>/state`` (or the latest checkpoint) and its step."""
-  candidates = ("best", "checkpoints") if which == "best" else ("checkpoints",)
-  for sub in candidates:
-    steps = sorted(int(p.name) for p in (workdir / sub).glob("*")
-                   if p.name.isdigit() and (p / "state").is_dir())
-    if steps:
-      return workdir / sub / str(steps[-1]) / "state", steps[-1]
-  raise UserError(f"No checkpoint in {workdir}; train it first with `musicrep train --workdir "
-                  f"{workdir} --config ...`.")
-
-
-def _as_tuples(value):
-  """JSON lists (the saved config) back to the tuples the model fields were given as."""
-  return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _model_kwargs(config) -> dict:
-  kwargs = {k: _as_tuples(v) for k, v in config.model.kwargs.to_dict().items()}
-  kwargs["dtype"] = jnp.float32
-  return kwargs
-
-
-def _infer_num_outputs(model_cls, kwargs: dict, params: dict) -> int:
-  """The trained ``num_outputs`` (it comes from the training data, not the config): the size
-  of the parameter axis that changes with ``num_outputs``, read from the checkpoint."""
-
-  def shapes(n):
-    model = model_cls(**dict(kwargs, num_outputs=n))
-    audio = jnp.zeros((1, model.input_length, 1), jnp.float32)
-    variables = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, audio))
-    return jax.tree_util.tree_flatten_with_path(variables["params"])[0]
-
-  for (path, one), (_, two) in zip(shapes(1), shapes(2)):
-    for axis, (a, b) in enumerate(zip(one.shape, two.shape)):
-      if a != b:
-        leaf = params
-        for key in path:
-          leaf = leaf[key.key]
-        return int(np.shape(leaf)[axis])
-  raise UserError(f"Cannot find the output layer of {model_cls.__name__} in its checkpoint.")
-
-
 def load_extractor(workdir: str | pathlib.Path, name: Optional[str] = None,
-                   which: str = "best") -> Extractor:
-  """A training workdir (``config.json`` + checkpoints) -> its model and numpy variables."""
-  from musicrep_jax.training import checkpoints as checkpointing
-  from musicrep_jax import config_loading
-  from musicrep_jax.registry import MODELS
-  import musicrep_jax.models  # noqa: F401  (registers models)
+                   which: str = "best", data_dir: Optional[str] = None) -> Extractor:
+  """A training workdir -> its model (in float32) and host variables, restored by the one
+  restore path (``musicrep_jax.training.trainer.restore_workdir``); ``data_dir``: the shards it
+  was trained on, which give the model its number of outputs (default: the embedded corpus'
+  cache for ``synthetic`` configs). ``UserError`` if ``workdir`` is not a training workdir or
+  holds no checkpoint."""
+  from musicrep_jax.training.trainer import restore_workdir
 
-  workdir = pathlib.Path(workdir).absolute()
-  config_file = workdir / "config.json"
-  if not config_file.exists():
-    raise UserError(f"{workdir} is not a training workdir (no config.json).")
-  config = config_loading.from_json(config_file.read_text())
-  state_dir, step = _checkpoint_dir(workdir, which)
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns about a metadata file it skips.
-  try:
-    state = checkpointing.load_state_as_numpy(state_dir)
-  finally:
-    absl_logging.set_verbosity(verbosity)
-  model_cls = MODELS.get(config.model.name)
-  kwargs = _model_kwargs(config)
-  if "sample_rate" in getattr(model_cls, "__dataclass_fields__", {}):
-    kwargs["sample_rate"] = config.data.sample_rate
-  if "num_outputs" in getattr(model_cls, "__dataclass_fields__", {}):
-    kwargs["num_outputs"] = _infer_num_outputs(model_cls, kwargs, state["params"])
-  model = model_cls(**kwargs)
-  variables = {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
-  return Extractor(name=name or workdir.name, workdir=workdir, config=config, model=model,
-                   variables=variables, step=int(step))
+  restored = restore_workdir(workdir, data_dir, which)
+  model = restored.run.model
+  if "dtype" in getattr(type(model), "__dataclass_fields__", {}):
+    model = model.clone(dtype=jnp.float32)  # Features in float32 whatever the training dtype.
+  host = jax.device_get(restored.variables)
+  variables = {"params": host["params"], "batch_stats": host.get("batch_stats") or {}}
+  return Extractor(name=name or restored.workdir.name, workdir=restored.workdir,
+                   config=restored.config, model=model, variables=variables, step=restored.step)
 
 
 # ---------------------------------------------------------------------------------- extraction

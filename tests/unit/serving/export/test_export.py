@@ -19,8 +19,7 @@ from musicrep_jax.models.mel_cnn import MelDCNN, MelFrameCNN
 from musicrep_jax.models.resemul import SampleCNNBlocks
 from musicrep_jax.models.sample_cnn import SampleCNN
 from musicrep_jax.registry import MODELS
-from tests.helpers import run_cli
-from tests.helpers import make_workdir, random_batch_stats
+from tests.helpers import random_batch_stats
 
 MEL = dict(sample_rate=16000, n_fft=256, hop_length=128, n_mels=32)
 MODELS_UNDER_TEST = {
@@ -172,29 +171,3 @@ def test_stablehlo_runs_without_torch_and_keeps_the_batch_symbolic(cases):
   for batch in (1, 4):
     audio = exporter.check_batch(model.input_length, batch=batch, seed=batch)
     _assert_parity(stablehlo.run(blob, audio), exporter.flax_outputs(model, variables, audio))
-
-
-@pytest.mark.slow
-def test_export_cli_from_a_workdir(tmp_path, tiny_data_dir):
-  pytest.importorskip("safetensors")
-  workdir = make_workdir(tmp_path / "wd", tiny_data_dir)
-  out = tmp_path / "export"
-  proc = run_cli(["export", "--workdir", str(workdir), "--data-dir", str(tiny_data_dir),
-                  "--out", str(out), "--format", "stablehlo"] +
-                 (["--format", "safetensors"] if _has("torch") else []))
-  summary = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert summary["family"] == "sample_cnn" and summary["step"] == 1
-  assert summary["stablehlo_rel_err"] <= exporter.PARITY_TOLERANCE
-  info = json.loads((out / "export_info.json").read_text())
-  assert len(info["tag_names"]) == 24 and info["sample_rate"] == 16000
-  assert (out / "model.stablehlo").stat().st_size > 0
-
-  bad = run_cli(["export", "--workdir", str(tmp_path / "nope"), "--out", str(out),
-                 "--format", "stablehlo"], check=False)
-  assert bad.returncode == 2 and "not a training workdir" in bad.stderr
-
-
-def _has(module: str) -> bool:
-  import importlib.util
-
-  return importlib.util.find_spec(module) is not None
