@@ -9,7 +9,10 @@ field); ``:runlocal`` trains the same code path on the embedded corpus (30 artis
 """
 
 from musicrep_jax.configs.common import sgd_nesterov
-from musicrep_jax.configs.metric_learning import PAPER_DCNN, metric_config, metric_runlocal, parse_args
+from musicrep_jax.configs.metric_learning import (PAPER_DCNN, metric_config, metric_runlocal,
+                                                  parse_args)
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):

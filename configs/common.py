@@ -1,9 +1,17 @@
 """Building blocks every experiment config shares, so a file in ``configs/`` states only what
 makes its experiment different (data, model, optimizer, schedule).
 
-``trainer_config`` assembles the full ``ConfigDict`` the trainer reads; ``sgd_nesterov`` is the
-papers' optimizer (papers.md 1.5); ``make_runlocal`` turns any config into the minute-or-two run
-on the embedded corpus that ``:runlocal`` asks for (same code path, 16 kHz, narrow model).
+``trainer_config`` assembles the full ``ConfigDict`` the trainer reads (``runner="trainer"``);
+``sgd_nesterov`` is the papers' optimizer (papers.md 1.5); ``make_runlocal`` turns any config
+into the minute-or-two run on the embedded corpus that ``:runlocal`` asks for (same code path,
+16 kHz, narrow model).
+
+Every other file of ``configs/`` is a config: a one-line docstring summary (``musicrep configs``
+lists it), ``get_config(arg)`` returning a ``ConfigDict`` whose ``runner`` names what ``musicrep
+train`` runs (``musicrep_jax.registry.RUNNERS``), and ``VARIANTS``, the arguments it documents
+(``"runlocal"`` in every one). Configs import no JAX or Flax module (``musicrep configs`` and
+``--print-config`` load them all), so numbers they share with a model live here or in the
+config, and a test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -44,10 +52,13 @@ def trainer_config(*, data: dict, model_name: str, model_kwargs: dict, batch_siz
   """The full trainer config. Checkpoints follow evaluations unless told otherwise; the best
   checkpoint is chosen by validation loss, as the papers select models (papers.md 1.4)."""
   c = ml_collections.ConfigDict()
+  c.runner = "trainer"
   c.seed = seed
   c.data = data
   c.model = dict(name=model_name, kwargs=model_kwargs)
   c.task = dict(name=task, kwargs={})
+  # Evaluator names (musicrep_jax.registry.EVALUATORS), merged; empty: the task's defaults.
+  c.evals = ()
   c.batch_size = batch_size
   c.num_train_steps = num_train_steps
   c.optimizer = optimizer

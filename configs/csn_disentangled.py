@@ -1,7 +1,7 @@
-"""Paper 13 (ICASSP 2020): disentangled multidimensional metric learning (conditional similarity
-networks); papers.md 14.
+"""Paper 13 (ICASSP 2020): disentangled metric learning, conditional similarity nets; papers.md 14.
 
-``--config configs/csn_disentangled.py[:ARGS]`` with ARGS from ``fixed|learned`` (the masks:
+Disentangled multidimensional metric learning with conditional similarity networks.
+``--config csn_disentangled[:ARGS]`` with ARGS from ``fixed|learned`` (the masks:
 fixed disjoint 4 x 64, the paper's choice, or CSN's learned masks with an L1 penalty),
 ``plain|disentangled`` (``plain`` = the paper's "Category" baseline: the same triplets on the
 whole embedding), ``notrack|track`` (track regularisation, lambda 0.5) and ``runlocal``.
@@ -17,9 +17,11 @@ projection (the paper's Inception network is not in the package: ``PAPER13_BACKB
 
 from musicrep_jax.configs.common import sgd_nesterov
 from musicrep_jax.configs.metric_learning import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
-                                         metric_runlocal, parse_args)
+                                                  metric_runlocal, parse_args)
 
 STEPS = 300_000
+VARIANTS = ("runlocal", "learned", "plain", "track", "learned,runlocal", "plain,runlocal",
+            "track,runlocal")
 
 
 def get_config(arg=None):

@@ -17,12 +17,14 @@ same vector (mean pairwise cosine 0.96) and the net barely leaves that state in 
 on a 480-clip corpus, 400-1,600 steps left cold-start AUC at 0.49-0.55 and warm AUC at or below
 popularity's 0.648. With BatchNorm, 1,200-1,600 steps reach warm AUC 0.69 (popularity 0.648)
 and cold-start AUC 0.61 (popularity 0.5) on the held-out test tracks, seeds 0 and 1
-(``tests/test_dcue.py`` checks it). The ceiling is set by the audio: the same branch trained
-directly on genre labels reaches 40 % test accuracy (8 genres) on this corpus, and a ranking
+(``tests/unit/tasks/test_dcue.py`` checks it). The ceiling is set by the audio: the same branch
+trained directly on genre labels reaches 40 % test accuracy (8 genres) on this corpus, and a ranking
 by the true genre and mood of each track would give 0.79 warm / 0.78 cold.
 """
 
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):

@@ -1,4 +1,4 @@
-"""The embedded default: a small SampleCNN tagging the synthetic corpus the package renders itself.
+"""The embedded default: a small SampleCNN tagging the synthetic corpus the package renders.
 
 Same code path as the paper's MTAT run (configs/samplecnn_mtat.py), scaled to a 2-core CPU:
 16 kHz audio, a 3^7 model (6,561-sample input, ~0.41 s) with narrow channels, 1,200 steps of
@@ -9,6 +9,8 @@ of what the shards alone deliver (~4,200; docs/benchmarks.md, "Input pipeline").
 """
 
 from musicrep_jax.configs.common import data_config, sgd_nesterov, trainer_config
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):

@@ -1,20 +1,23 @@
-"""Paper 8 (ICML 2018 workshop, papers.md 9): artist recognition with MFCC i-vectors, deep
-features of paper 4's artist DCNN (papers.md 5.2), and their hybrid.
+"""Paper 8 (ICML 2018 workshop, papers.md 9): artist recognition, i-vectors + DCNN hybrid.
 
-    musicrep ivector fit --config configs/ivector_hybrid.py:runlocal --workdir /tmp/ivec
+Artist recognition with MFCC i-vectors, deep features of paper 4's artist DCNN (papers.md 5.2),
+and their hybrid (runner ``ivector``)::
+
+    musicrep train --config ivector_hybrid:runlocal --workdir /tmp/ivec   # = musicrep ivector fit
     musicrep ivector eval --workdir /tmp/ivec --split test
 
-The file is a trainer config for the DCNN (the ``mel_dcnn`` model with the ``classification``
-task over ``artist``; ``musicrep train --config configs/ivector_hybrid.py`` trains it alone) plus
-the i-vector sections. ``fit`` trains the DCNN with it into ``<workdir>/dcnn`` (or finishes /
-reuses the run there) unless ``config.hybrid.dcnn_workdir`` names a trained one; then it fits the i-vector chain on the
-train split (20 MFCCs + deltas + delta-deltas -> 256-component UBM -> total variability ->
-i-vectors -> LDA / WCCN / PLDA), the same back end on the DCNN's clip embeddings, and the
-hybrid. Paper 8's data is the MSD artist split (papers.md 1.1, 17,591 artists x 20 tracks,
-songs 1-15 train, 16-18 validation, 19-20 test), which needs ``--data-dir`` with shards whose
-splits follow it and whose ``artist`` field holds the artist. ``:runlocal``: the embedded
-corpus (600 clips of 4 s at 16 kHz, 30 artists; its track-level split puts every validation and
-test artist in the train split), 64 UBM components, 200-d i-vectors, a narrower DCNN with dropout.
+The file holds a trainer config for the DCNN (the ``mel_dcnn`` model with the ``classification``
+task over ``artist``) plus the i-vector sections. ``fit`` trains the DCNN with it into
+``<workdir>/dcnn`` (or finishes / reuses the run there) unless ``config.hybrid.dcnn_workdir``
+names a trained one (``musicrep train --config ivector_hybrid --config.runner=trainer`` trains
+the DCNN alone); then it fits the i-vector chain on the train split (20 MFCCs + deltas +
+delta-deltas -> 256-component UBM -> total variability -> i-vectors -> LDA / WCCN / PLDA), the
+same back end on the DCNN's clip embeddings, and the hybrid. Paper 8's data is the MSD artist
+split (papers.md 1.1, 17,591 artists x 20 tracks, songs 1-15 train, 16-18 validation, 19-20
+test), which needs ``--data-dir`` with shards whose splits follow it and whose ``artist`` field
+holds the artist. ``:runlocal``: the embedded corpus (600 clips of 4 s at 16 kHz, 30 artists;
+its track-level split puts every validation and test artist in the train split), 64 UBM
+components, 200-d i-vectors, a narrower DCNN with dropout.
 
 [unknown] in the paper and chosen here (each a field): MFCC framing (25 ms / 10 ms), 40 mel
 bands, deltas, CMVN; i-vector size (100); EM iteration counts; the back end before PLDA (LDA to
@@ -25,6 +28,8 @@ scores of both systems, weighted by the weight that scores best on the validatio
 
 from musicrep_jax.configs.common import (data_config, make_runlocal, sgd_nesterov,
                                           trainer_config)
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):
@@ -37,6 +42,7 @@ def get_config(arg=None):
                         dropout_rate=0.0),
       batch_size=15, num_train_steps=300_000,
       optimizer=sgd_nesterov(0.1, weight_decay=2e-5), task="classification", eval_every=5000)
+  c.runner = "ivector"
   c.task.kwargs = dict(label_field="artist")
   c.checkpoint.best_metric = "accuracy"
   c.checkpoint.best_mode = "max"

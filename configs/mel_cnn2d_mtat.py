@@ -1,5 +1,7 @@
-"""The 2-D CNN baseline of papers 1 and 2 (Choi et al., ISMIR 2016, FCN-4: "2D CNN (Choi et al.)",
-MTAT ROC-AUC 0.894 in papers.md 2.6 and 3.3) on MagnaTagATune.
+"""Baseline of papers 1 and 2: Choi et al.'s 2-D mel CNN (FCN-4) tagging MagnaTagATune.
+
+The 2-D CNN of Choi et al. (ISMIR 2016, FCN-4: "2D CNN (Choi et al.)", MTAT ROC-AUC 0.894 in
+papers.md 2.6 and 3.3).
 
 Choi's front end: 12 kHz audio, n_fft 512, hop 256, 96 mel bands, power mel in dB, the whole
 29.1-s clip (1366 frames) as one input; prepare MTAT at 12 kHz
@@ -11,6 +13,8 @@ embedded corpus (16 kHz, 32 bands, 96 frames = 1.5 s).
 """
 
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):

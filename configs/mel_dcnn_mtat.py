@@ -1,6 +1,7 @@
-"""Paper 4's 5-layer mel "DCNN" (ISMIR 2018, papers.md 5.2) trained directly on tags (MTAT, 50
-tags): the same network as the artist model, with a sigmoid-per-tag head instead of the softmax
-over artists.
+"""Paper 4's 5-layer mel "DCNN" (ISMIR 2018, papers.md 5.2) tagging MagnaTagATune (50 tags).
+
+The same network as the artist model, with a sigmoid-per-tag head instead of the softmax over
+artists.
 
 Input 129 frames (~3 s) of the 22,050 Hz log-mel front end (papers.md 1.3); evaluation averages
 the 10 non-overlapping 129-frame excerpts from the start of each clip (papers.md 5.5). Optimiser
@@ -13,6 +14,8 @@ hop 256: 2.1 s at 16 kHz, which a 4-s embedded clip holds) with narrow channels.
 """
 
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):

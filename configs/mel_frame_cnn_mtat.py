@@ -1,5 +1,7 @@
-"""Paper 2 (IEEE SPL 2017), stage 1: a frame-level mel-spectrogram CNN trained on tags over
-excerpts of 18, 27 or 54 frames (``--config.model.kwargs.num_frames=``); papers.md section 3.
+"""Paper 2 (IEEE SPL 2017), stage 1: a frame-level mel CNN tagging MTAT; papers.md section 3.
+
+The CNN is trained on tags over excerpts of 18, 27 or 54 frames
+(``--config.model.kwargs.num_frames=``).
 
 Mel front end of papers.md 1.3 computed on device (n_fft 1024, hop 512, 128 Slaney bands,
 log10(1 + 10 S), standardised). Layer widths, optimiser and schedule are [unknown] in the paper:
@@ -9,6 +11,8 @@ other code). The multi-level, multi-scale aggregation stages (2-3) are not wired
 """
 
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):

@@ -1,6 +1,7 @@
 """Papers 2 and 3: multi-level, multi-scale feature aggregation on MagnaTagATune (papers.md 3, 4).
 
-Run all three stages with ``musicrep multiscale --config configs/multiscale_mtat.py[:ARGS]
+Run all three stages with ``musicrep train --config multiscale_mtat[:ARGS] --workdir W
+[--data-dir D]`` (runner ``multiscale``), or ``musicrep multiscale --config multiscale_mtat[:ARGS]
 --workdir W [--data-dir D] [--target-data-dir D2]``; ``ARGS`` is a comma-separated list of:
 
 * (none): paper 2 (IEEE SPL 2017): three mel frame-level CNNs at 18, 27 and 54 frames
@@ -17,11 +18,13 @@ Run all three stages with ``musicrep multiscale --config configs/multiscale_mtat
 
 Stage 1 trains each ``extractors.NAME`` (a full trainer config; override e.g.
 ``--config.extractors.frames18.num_train_steps=2000``) into ``W/extractors/NAME`` (finished ones
-are kept); feature columns follow the names' sorted order (ConfigDict sorts its keys). Stage 2 (``extraction``) writes ``W/features``; stage 3 (``classifier``,
-``selection``) trains the global classifier and, with ``sweep``, every single-level single-scale
-classifier for comparison, into ``W/results.json``. The same stages run separately as
-``musicrep extract-features`` and ``musicrep aggregate``. Choices: see
-``musicrep_jax/feature_extraction.py`` and ``musicrep_jax/aggregate_classifier.py``.
+are kept); feature columns follow the names' sorted order (ConfigDict sorts its keys). Stage 2
+(``extraction``) writes ``W/features``; stage 3 (``classifier``, ``selection``) trains the
+global classifier and, with ``sweep``, every single-level single-scale classifier for
+comparison, into ``W/results.json``. The same stages run separately as ``musicrep
+extract-features`` and ``musicrep aggregate``. Choices: see
+``musicrep_jax/systems/multiscale/features.py`` and ``classifier.py``. ``target_data_dir``
+(default: ``--data-dir``) is the dataset of stages 2-3 for ``transfer``.
 """
 
 import pathlib
@@ -29,17 +32,20 @@ import pathlib
 import ml_collections
 
 from musicrep_jax.config_loading import load_config_file
-from musicrep_jax.models.mel_cnn import frame_cnn_num_convs
 
 _CONFIGS = pathlib.Path(__file__).resolve().parent
 ARGS = ("runlocal", "sample", "transfer")
+VARIANTS = ("runlocal", "sample", "transfer", "sample,runlocal", "transfer,runlocal")
+# Conv layers of paper 2's frame CNN per excerpt length (papers.md 3.1 [slides]); the model's
+# default (``musicrep_jax.models.mel_cnn.frame_cnn_num_convs``) agrees (a contract test checks).
+FRAME_CNN_CONVS = {18: 3, 27: 3, 54: 4}
 
 
 def _mel_extractor(frames: int, runlocal: bool) -> ml_collections.ConfigDict:
   c = load_config_file(f"{_CONFIGS / 'mel_frame_cnn_mtat.py'}:{'runlocal' if runlocal else ''}")
   c.model.kwargs.num_frames = frames
   if runlocal:
-    c.model.kwargs.channels = (32,) * frame_cnn_num_convs(frames)
+    c.model.kwargs.channels = (32,) * FRAME_CNN_CONVS[frames]
     c.num_train_steps = 400
     c.eval_every = c.checkpoint_every = 200
   return c
@@ -63,7 +69,7 @@ def get_config(arg=None):
     raise ValueError(f"configs/multiscale_mtat.py knows the arguments {ARGS}, not {arg!r}")
   runlocal = "runlocal" in args
   c = ml_collections.ConfigDict()
-  c.command = "multiscale"  # Not a trainer config: `musicrep multiscale` runs it.
+  c.runner = "multiscale"
   c.extractors = ml_collections.ConfigDict()
   if "sample" in args:
     for n in ((5, 6, 7) if runlocal else (8, 9, 10)):
@@ -85,6 +91,7 @@ def get_config(arg=None):
   # with target_synthetic_seed (-1: none).
   c.transfer = "transfer" in args
   c.target_synthetic_seed = 1 if (c.transfer and runlocal) else -1
+  c.target_data_dir = ""
   c.train_split, c.eval_split, c.test_split = "train", "validation", "test"
   c.progress_bar = True
   if runlocal:

@@ -1,6 +1,7 @@
 """Paper 14 (ISMIR 2020): metric learning vs classification, plain or disentangled; papers.md 15.
 
-``--config configs/paper14.py:APPROACH,VARIANT[,runlocal]`` with APPROACH one of
+``--config paper14:APPROACH,VARIANT[,runlocal]`` is one cell of the grid (runner ``trainer``),
+with APPROACH one of
 
 * ``triplet``: P x K batches, one block per tag dimension, triplet hinge (margin 0.1, Euclidean
   on unit vectors, every triplet of the batch), model (a) plain / (d) disentangled;
@@ -15,17 +16,29 @@ and VARIANT ``plain`` or ``disentangled`` (fixed disjoint masks, one subspace pe
 Paper scale: MSD 50 tags grouped into genre / mood / instrument / era (``tag:era`` needs a
 dataset whose builder writes those tag groups), 3 s crops, 256-d embedding (4 x 64), Adam 0.001
 [unknown in the paper: batch, learning rate, steps], the mel DCNN backbone in place of the
-Inception network (``metric_configs.PAPER13_BACKBONE``). ``:runlocal``: the embedded corpus,
-where tempo stands in for era. ``musicrep compare-paper14`` trains the whole grid.
+Inception network (``metric_learning.PAPER13_BACKBONE``). ``:runlocal``: the embedded corpus,
+where tempo stands in for era.
+
+``--config paper14:grid`` (or ``grid,runlocal``: the grid always trains the ``runlocal`` cells)
+is the whole grid (runner ``paper14``, as ``musicrep compare-paper14``; keys read by
+``musicrep_jax.systems.paper14.grid.run``): ``cells`` (comma-separated ``APPROACH:VARIANT``, ""
+for the poster's eight rows), each cell config at ``size`` (``runlocal``, or ``tiny``: seconds
+per cell, for tests) with ``steps`` per cell (0: the cell config's), ``evals`` validation points
+and ``cell_overrides`` (``"--config.a.b=v"`` strings), then the table and plots; ``target`` and
+``fraction`` define the time-to-target columns.
 """
+
+import ml_collections
 
 from musicrep_jax.configs.common import sgd_nesterov
 from musicrep_jax.configs.metric_learning import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
-                                         metric_runlocal, parse_args)
+                                                  metric_runlocal, parse_args)
 
 APPROACHES = ("triplet", "triplet_track", "proxy", "classification", "classification_nonorm")
-VARIANTS = ("plain", "disentangled")
+MODEL_VARIANTS = ("plain", "disentangled")
 PAPER_DIMENSIONS = ("tag:genre", "tag:mood", "tag:instrument", "tag:era")
+VARIANTS = ("runlocal", "grid", "grid,runlocal") + tuple(
+    f"{a},{v}{local}" for a in APPROACHES for v in MODEL_VARIANTS for local in ("", ",runlocal"))
 
 
 def task_kwargs(approach: str, disentangled: bool, dimensions) -> dict:
@@ -40,8 +53,28 @@ def task_kwargs(approach: str, disentangled: bool, dimensions) -> dict:
   return kwargs
 
 
+def grid_config() -> ml_collections.ConfigDict:
+  """The whole grid, for the ``paper14`` runner (``musicrep_jax.systems.paper14.grid``)."""
+  c = ml_collections.ConfigDict()
+  c.runner = "paper14"
+  c.cells = ""
+  c.size = "runlocal"
+  c.steps = 0
+  c.evals = 8
+  c.target = "overall/triplet_acc"
+  c.fraction = 0.9
+  c.cell_overrides = ()
+  return c
+
+
 def get_config(arg=None):
-  args = parse_args(arg, {"approach": APPROACHES, "variant": VARIANTS}, "paper14")
+  args = parse_args(arg, {"approach": APPROACHES, "variant": MODEL_VARIANTS,
+                          "kind": ("cell", "grid")}, "paper14")
+  if args["kind"] == "grid":
+    if set(filter(None, (arg or "").split(","))) - {"grid", "runlocal"}:
+      raise ValueError(f"paper14:grid takes only runlocal besides, not {arg!r}; the grid's "
+                       f"cells are config.cells")
+    return grid_config()
   disentangled = args["variant"] == "disentangled"
   dims = TAG_DIMENSIONS if args["runlocal"] else PAPER_DIMENSIONS
   task = task_kwargs(args["approach"], disentangled, dims)

@@ -1,5 +1,6 @@
-"""Paper 5 (ICASSP 2018): sample-level CNN with ReSE-2 blocks and multi-level aggregation on
-MagnaTagATune; papers.md section 6.
+"""Paper 5 (ICASSP 2018): sample-level CNN with ReSE-2 blocks tagging MTAT; papers.md section 6.
+
+The blocks' outputs are aggregated over several levels (multi-level).
 
 22,050 Hz, 3^9 model (59,049 samples), batch 23, SGD Nesterov lr 0.01 with Keras decay 1e-6 and
 5 stages x 0.2 (the code early-stops each stage with patience 2; here stage boundaries are in
@@ -9,6 +10,8 @@ code path on the embedded corpus (16 kHz, 3^7, narrow channels).
 """
 
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
+
+VARIANTS = ("runlocal",)
 
 EPOCH = 6628  # Lee split: 15,244 clips x 10 segments / batch 23.
 

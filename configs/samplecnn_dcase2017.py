@@ -1,7 +1,8 @@
-"""Paper 6 (NIPS 2017 ML4Audio workshop), acoustic scene classification on DCASE 2017 Task 1
-(TUT Acoustic Scenes 2017, 15 scenes); papers.md 7.
+"""Paper 6 (NIPS 2017 ML4Audio workshop): acoustic scenes of DCASE 2017 Task 1; papers.md 7.
 
-Arguments as in ``configs/samplecnn_speech_commands.py`` (``basic`` | ``improved``, optionally
+TUT Acoustic Scenes 2017, 15 scenes.
+
+Arguments as in ``samplecnn_speech_commands`` (``basic`` | ``improved``, optionally
 ``,runlocal``): the same 8-block models on 1-s segments at 22,050 Hz. Every 10-s clip is one
 label; training takes random 1-s crops, evaluation averages the softmax of the clip's 10
 back-to-back 1-s segments (papers.md 7.2: 10 segments per 10-s clip) and reports clip accuracy.
@@ -13,24 +14,14 @@ task (Task 1), with the same input and training recipe. ``:runlocal`` classifies
 corpus's genre from 1-s segments of its 4-s clips (see the Speech Commands config).
 """
 
-import importlib.util
-import pathlib
-
+from musicrep_jax.configs import samplecnn_speech_commands as speech
 from musicrep_jax.configs.common import data_config
 
-_SPEECH = pathlib.Path(__file__).resolve().parent / "samplecnn_speech_commands.py"
 EPOCH = 1373  # Fold 1: ~3,160 train clips after the 10% validation x 10 segments / batch 23.
-
-
-def _speech_config():
-  spec = importlib.util.spec_from_file_location("_samplecnn_speech_commands", _SPEECH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+VARIANTS = speech.VARIANTS
 
 
 def get_config(arg=None):
-  speech = _speech_config()
   variant, runlocal = speech.parse_arg(arg, "configs/samplecnn_dcase2017.py")
   c = speech.paper6_config(data_config("dcase2017", 22050, segments_per_clip=10), EPOCH, variant,
                            runlocal)

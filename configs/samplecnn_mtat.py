@@ -10,6 +10,8 @@ embedded corpus with a 3^5 model at 16 kHz.
 
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
 
+VARIANTS = ("runlocal",)
+
 EPOCH = 6628  # Lee split: 15,244 clips x 10 segments / batch 23.
 
 

@@ -19,9 +19,16 @@ channels. It shows the pipeline learns, not keyword-spotting accuracy.
 """
 
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
-from musicrep_jax.models.sample_level_fixed_input import PAPER6_MODELS, paper6_model_kwargs
 
 EPOCH = 3689  # v0.02 train split: 84,843 clips / batch 23.
+VARIANTS = ("runlocal", "basic", "improved", "improved,runlocal")
+# Paper 6's two models (papers.md 7.1) as ``config.model.kwargs`` of ``sample_level_fixed_input``:
+# the 8-block 1-s models of the journal code (papers.md 7.2) with paper 5's blocks (alpha = 16).
+# ``musicrep_jax/models/sample_level_fixed_input.py`` holds the same (a contract test compares).
+PAPER6_MODELS = {
+    "basic": dict(block="basic", multi_level=False),
+    "improved": dict(block="rese2", multi_level=True),
+}
 RUNLOCAL_MODEL = dict(input_samples=16000, n=7, channels=(16, 16, 16, 32, 32, 32, 32, 64),
                       amplifying_ratio=2.0)
 
@@ -35,6 +42,14 @@ def parse_arg(arg, config_file: str) -> tuple[str, bool]:
     raise ValueError(f"{config_file} takes basic or improved, optionally with runlocal "
                      f"(e.g. 'improved,runlocal'); got {arg!r}")
   return (models or ["basic"])[0], "runlocal" in tokens
+
+
+def paper6_model_kwargs(variant: str, input_samples: int = 22050) -> dict:
+  """``config.model.kwargs`` of paper 6's ``"basic"`` (SampleCNN) or ``"improved"``
+  (ReSE-2-Multi) model on ``input_samples``-sample segments (8 blocks, 'same' first conv)."""
+  return dict(PAPER6_MODELS[variant], input_samples=input_samples, m=3, n=8, init_features=128,
+              channels=None, amplifying_ratio=16.0, block_dropout_rate=0.2, dropout_rate=0.5,
+              first_padding="SAME", bn_momentum=0.99, bn_epsilon=1e-3)
 
 
 def paper6_config(data: dict, epoch: int, variant: str, runlocal: bool):

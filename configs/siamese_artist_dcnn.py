@@ -1,5 +1,6 @@
-"""Paper 4 (ISMIR 2018), Siamese model: the mel DCNN trained with artist positives and negatives;
-papers.md 5.2-5.4.
+"""Paper 4 (ISMIR 2018), Siamese model: the mel DCNN on artist triplets; papers.md 5.2-5.4.
+
+The DCNN is trained with artist positives and negatives.
 
 Each row of a P x K batch (P artists x K tracks, ``metric_batches``) is an anchor; its positive
 is another track of the same artist, its 4 negatives tracks of 4 other artists; loss = the sum
@@ -11,8 +12,10 @@ extra tracks; in-batch negatives give the same loss terms with a third of the fo
 """
 
 from musicrep_jax.configs.common import sgd_nesterov
-from musicrep_jax.configs.metric_learning import (PAPER_DCNN, metric_config, metric_runlocal, parse_args,
-                                         siamese_task)
+from musicrep_jax.configs.metric_learning import (PAPER_DCNN, metric_config, metric_runlocal,
+                                                  parse_args, siamese_task)
+
+VARIANTS = ("runlocal",)
 
 
 def get_config(arg=None):

@@ -7,8 +7,8 @@ batch 64; 80 % seen tags, train on A+B. Word vectors: ``--config.task.kwargs.wor
 
 ``:runlocal``: the embedded corpus at 16 kHz (n_fft 512, hop 256, 64 bands, 64-frame ~1 s
 crops, pools of 2, 32 channels), Adam 1e-3 for 400 steps; without a word-vector path, the
-vectors of ``musicrep word2vec --config configs/word2vec.py:runlocal`` are trained once into
-``$MUSICREP_CACHE`` and used (``task.kwargs.word_vectors_config``).
+vectors of the config ``word2vec:runlocal`` are trained once into ``$MUSICREP_CACHE`` and used
+(``task.kwargs.word_vectors_config``; the ``trainer`` runner resolves it before training).
 
 ``:attributes`` (combinable with ``runlocal``: ``:attributes,runlocal``): paper 10's attribute
 setup on the embedded corpus: the labels are its 8 genres, each described by instrument counts
@@ -16,8 +16,10 @@ over the training clips (``task.kwargs.side_info="attributes"``, 18-d vectors); 
 unseen genres.
 """
 
-from musicrep_jax.data_pipelines.synthetic_corpus import GENRES, INSTRUMENTS, MOODS, TEMPO_CLASSES
 from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.data_pipelines.synthetic_corpus import GENRES, INSTRUMENTS, MOODS, TEMPO_CLASSES
+
+VARIANTS = ("runlocal", "attributes", "attributes,runlocal")
 
 
 def get_config(arg=None):

@@ -2,12 +2,18 @@
 
 Examples::
 
-  musicrep train --config configs/demo.py --workdir workdirs/demo
+  musicrep train --config demo --workdir workdirs/demo
   musicrep eval --workdir workdirs/demo --split test
+  musicrep configs                    # every packaged config: name, runner, summary, variants
+  musicrep train --config word2vec:runlocal --workdir workdirs/w2v     # any config, its runner
+  musicrep train --config samplecnn_mtat --print-config --config.batch_size=64
   musicrep prepare synthetic --out data/synthetic --num-clips 600
   musicrep prepare folder --audio-dir ~/music --manifest ~/music/tags.csv --out data/mine
-  musicrep train --config configs/samplecnn_mtat.py --workdir workdirs/mtat --data-dir data/mtat \\
+  musicrep train --config samplecnn_mtat --workdir workdirs/mtat --data-dir data/mtat \\
       --config.batch_size=64 --config.optimizer.learning_rate=0.02
+
+``--config`` takes a packaged config by name (``musicrep configs``) or a file
+(``path/to/X.py[:arg]``).
 
 Every command ends with one JSON line (its summary); errors the user must fix are one line
 starting with ``error:`` and exit status 2. Commands live in ``musicrep_jax/commands/``.

@@ -2,8 +2,12 @@
 
 ``configs/X.py`` defines ``get_config(arg: str | None) -> ConfigDict``; ``configs/X.py:runlocal``
 passes ``"runlocal"`` (every config shrinks itself to a minute or two on the embedded corpus
-with it). Overrides are parsed to the type of the value they replace; an unknown key or a value of
-the wrong type is a ``UserError`` naming the key.
+with it). The configs of ``configs/`` ship inside the package (``musicrep_jax.configs``) and load
+by bare name after any install (``demo``, ``samplecnn_mtat:runlocal``); a path loads a user's own
+file. Every config names the runner that ``musicrep train`` hands it to (``config.runner``,
+``musicrep_jax.registry.RUNNERS``); only ``"trainer"`` configs are checked by ``validate``.
+Overrides are parsed to the type of the value they replace; an unknown key or a value of the
+wrong type is a ``UserError`` naming the key.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import ml_collections
 
 from musicrep_jax.errors import UserError
 
+# The runner of a config without a ``runner`` key (a user's own trainer config).
+DEFAULT_RUNNER = "trainer"
 
 
 def packaged_configs_dir() -> pathlib.Path:
@@ -40,6 +46,18 @@ def resolve_config_spec(spec: str) -> str:
   return spec
 
 
+def packaged_config_names() -> list[str]:
+  """Names of the packaged configs (files with a ``get_config``; shared builders such as
+  ``common.py`` have none), found without importing them."""
+  return sorted(p.stem for p in packaged_configs_dir().glob("*.py")
+                if "\ndef get_config(" in p.read_text())
+
+
+def runner_of(config: ml_collections.ConfigDict) -> str:
+  """``config.runner``, ``"trainer"`` when the config does not name one."""
+  return config.get("runner", DEFAULT_RUNNER)
+
+
 def constructor_kwargs(values) -> dict:
   """A ``ConfigDict`` or dict -> keyword arguments, lists turned into tuples.
 
@@ -47,7 +65,12 @@ def constructor_kwargs(values) -> dict:
   dataclasses and Flax modules need hashable fields.
   """
   values = values.to_dict() if hasattr(values, "to_dict") else dict(values)
-  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
+  return {k: _as_tuples(v) for k, v in values.items()}
+
+
+def _as_tuples(value):
+  """Lists, nested ones too (``pools_mel_time``), back to tuples."""
+  return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def build_from_config(factory, values, what: str):
@@ -59,18 +82,25 @@ def build_from_config(factory, values, what: str):
     raise UserError(f"{what}: {e}") from None
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-  """``"path/to/config.py[:arg]"`` -> the config its ``get_config(arg)`` returns."""
-  path, _, arg = spec.partition(":")
+def load_config_module(path: str | pathlib.Path):
+  """The module of a config file (executed under a private name), checked for ``get_config``."""
   file = pathlib.Path(path)
   if not file.is_file():
-    raise UserError(f"Config file {path} does not exist.")
+    raise UserError(f"Config file {path} does not exist; `musicrep configs` lists the "
+                    f"packaged ones, which load by name.")
   module_spec = importlib.util.spec_from_file_location(f"_musicrep_config_{file.stem}", file)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
     raise UserError(f"Config file {path} has no get_config(arg) function.")
-  config = module.get_config(arg or None)
+  return module
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``"path/to/config.py[:arg]"`` -> the config its ``get_config(arg)`` returns."""
+  path, _, arg = spec.partition(":")
+  file = pathlib.Path(path)
+  config = load_config_module(file).get_config(arg or None)
   config.config_file = str(file)
   config.config_arg = arg
   return config
@@ -123,14 +153,18 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
 
 
 def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
-  config = load_config_file(spec)
+  """``spec`` (a path or a packaged name, ``[:arg]``) loaded, overridden and, for a trainer
+  config, validated; other runners check their own sections."""
+  config = load_config_file(resolve_config_spec(spec))
   apply_overrides(config, overrides)
-  validate(config)
+  if runner_of(config) == DEFAULT_RUNNER:
+    validate(config)
   return config
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks the values every trainer config must have sensible, naming the key on failure."""
+  """Checks the values every trainer config must have sensible, naming the key on failure
+  (systems that train with a config's trainer keys call it before training)."""
   positive = ["batch_size", "num_train_steps", "log_every", "eval_every", "checkpoint_every",
               "data.sample_rate", "data.segments_per_clip"]
   if config.data.get("cache_in_memory", False):

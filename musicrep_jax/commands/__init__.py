@@ -33,9 +33,10 @@ def command_modules() -> dict[str, ModuleType]:
   return dict(sorted(found.items()))
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
+def add_run_args(p: argparse.ArgumentParser, workdir_required: bool = True) -> None:
   """--workdir, --data-dir and the multi-process flags shared by train-like commands."""
-  p.add_argument("--workdir", required=True, help="checkpoints, logs and config go here")
+  p.add_argument("--workdir", required=workdir_required,
+                 help="checkpoints, logs and config go here")
   p.add_argument("--data-dir", default=None,
                  help="prepared shards (default: the embedded corpus, rendered into a cache)")
   add_process_args(p)
@@ -55,3 +56,12 @@ def print_metrics(title: str, metrics: dict) -> None:
       print(f"  {key:>16}: {value:.4f}")
     elif not isinstance(value, (dict, list)):
       print(f"  {key:>16}: {value}")
+
+
+def print_report(report) -> None:
+  """Prints a runner's ``report``: lines, and ``(title, metrics)`` pairs (``print_metrics``)."""
+  for item in report:
+    if isinstance(item, str):
+      print(item)
+    else:
+      print_metrics(*item)

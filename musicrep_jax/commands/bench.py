@@ -1,9 +1,10 @@
 """``musicrep bench NAME [ARGS...]``: run one of the benchmarks in ``bench/``.
 
 Each ``bench/<name>_bench.py`` is the benchmark ``<name>`` (underscores become dashes), e.g.
-``musicrep bench train-step --n 5 --batch 16`` runs ``python -m musicrep_jax.bench.train_step_bench --n 5
---batch 16``. Arguments after NAME go to the benchmark unchanged (see
-``musicrep bench NAME --help``); ``--write-doc`` updates its section of docs/benchmarks.md.
+``musicrep bench train-step --n 5 --batch 16`` runs
+``python -m musicrep_jax.bench.train_step_bench --n 5 --batch 16``. Arguments after NAME go to the
+benchmark unchanged (see ``musicrep bench NAME --help``); ``--write-doc`` updates its section of
+docs/benchmarks.md.
 """
 
 import argparse

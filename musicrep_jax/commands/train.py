@@ -1,42 +1,44 @@
-"""``musicrep train``: train or resume a config."""
+"""``musicrep train``: run any config with the runner it names (``config.runner``)."""
 
-from musicrep_jax.commands import add_run_args, print_metrics
+from musicrep_jax.commands import add_run_args, print_report
 
-HELP = "train a config (resumes from the workdir's last checkpoint)"
-DESCRIPTION = ("Train or resume. Override any config value with --config.key=value, e.g. "
-               "--config.batch_size=64. A config file takes an argument after a colon: "
-               "configs/X.py:runlocal shrinks any experiment to a minute or two on the embedded "
-               "corpus.")
+HELP = "run a config: train (resuming from the workdir) or its paper's system"
+DESCRIPTION = ("Runs a config with the runner it names (config.runner): trainer configs train or "
+               "resume in the workdir; the multiscale, word2vec, ivector and paper14:grid configs "
+               "run their paper's system (as `musicrep multiscale|word2vec|ivector fit|"
+               "compare-paper14`). --config takes a packaged name (demo, samplecnn_mtat:runlocal; "
+               "`musicrep configs` lists them) or a file, configs/X.py[:arg]; :runlocal shrinks "
+               "any experiment to a minute or two on the embedded corpus. Override any value with "
+               "--config.key=value, e.g. --config.batch_size=64; --print-config shows the "
+               "resolved config and exits.")
 ACCEPTS_CONFIG_OVERRIDES = True
 
 
 def add_arguments(parser) -> None:
-  add_run_args(parser)
-  parser.add_argument("--config", required=True, help="configs/X.py[:arg] or a name like demo")
+  add_run_args(parser, workdir_required=False)
+  parser.add_argument("--config", required=True, help="a name like demo[:runlocal], or X.py[:arg]")
+  parser.add_argument("--print-config", action="store_true",
+                      help="print the resolved config (after overrides) as JSON and exit")
 
 
 def run(args, overrides) -> dict:
   from musicrep_jax import config_loading
+  from musicrep_jax.errors import UserError
+
+  config = config_loading.load_config(args.config, overrides)
+  runner = config_loading.runner_of(config)
+  if args.print_config:
+    print(config_loading.to_json(config))
+    return {"config": config.config_file, "arg": config.config_arg, "runner": runner}
+  if not args.workdir:
+    raise UserError("musicrep train needs --workdir (only --print-config runs without one).")
   from musicrep_jax.training import distributed
 
-  config = config_loading.load_config(config_loading.resolve_config_spec(args.config), overrides)
+  # Before the runners' modules are imported, as the trainer has always been.
   distributed.maybe_initialize(args.coordinator, args.num_processes, args.process_id)
-  from musicrep_jax.training import trainer
+  from musicrep_jax import systems  # noqa: F401  (registers every runner)
+  from musicrep_jax.registry import RUNNERS
 
-  summary = trainer.train(config, args.workdir, args.data_dir)
-  workdir = summary["workdir"]
-  if "stopped_by" in summary:
-    print(f"Stopped by {summary['stopped_by']} at step {summary['step']}; checkpoint saved in "
-          f"{workdir}/checkpoints. Rerun the same command to resume.")
-    return summary
-  test = summary["test"]
-  if test:
-    print_metrics(f"Held-out {config.data.test_split} split (best checkpoint, step "
-                  f"{summary['best_step']}):", test)
-  else:
-    print(f"Trained {summary['step']} steps; no {config.data.test_split!r} split to evaluate.")
-  print(f"Logs: {workdir}/metrics.jsonl; TensorBoard: tensorboard --logdir {workdir}/tensorboard")
-  print(f"Checkpoints: {workdir}/checkpoints (latest), {workdir}/best (best by validation "
-        f"{config.checkpoint.best_metric})")
-  return {k: summary[k] for k in ("step", "best_step", "compilations")} | {
-      k: test[k] for k in test} | {"split": config.data.test_split, "workdir": workdir}
+  result = RUNNERS.get(runner)(config, workdir=args.workdir, data_dir=args.data_dir)
+  print_report(result.pop("report", ()))
+  return result

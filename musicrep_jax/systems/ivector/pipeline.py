@@ -7,14 +7,16 @@
 3. Baum-Welch statistics, total variability (``total_variability``) -> ``tv.npz``;
 4. i-vectors of every split, back end on the train i-vectors -> ``backend_ivector.npz``;
 5. hybrid (``config.hybrid.enabled``): the DCNN workdir (trained here with the config's trainer
-   keys into ``<workdir>/dcnn`` unless ``config.hybrid.dcnn_workdir`` is set), its clip embeddings, a back
-   end on them (``backend_dcnn.npz``), the feature-fusion back end (``backend_fused.npz``) and the
-   score-fusion weight chosen on the validation split (``fusion.json``);
+   keys into ``<workdir>/dcnn`` unless ``config.hybrid.dcnn_workdir`` is set), its clip
+   embeddings, a back end on them (``backend_dcnn.npz``), the feature-fusion back end
+   (``backend_fused.npz``) and the score-fusion weight chosen on the validation split
+   (``fusion.json``);
 6. metrics on the validation and test splits -> ``results.json``.
 
-``evaluate(workdir, split)`` loads the saved models and recomputes everything for ``split``
-from its audio. Accuracy is top-1 artist identification among the training artists (closed set);
-``chance`` is one over their number.
+``run`` (the ``"ivector"`` runner: ``musicrep train --config ivector_hybrid``, alias ``musicrep
+ivector fit``) fits and reports the test split. ``evaluate(workdir, split)`` loads the saved
+models and recomputes everything for ``split`` from its audio. Accuracy is top-1 artist
+identification among the training artists (closed set); ``chance`` is one over their number.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 from musicrep_jax import config_loading
 from musicrep_jax.errors import UserError
+from musicrep_jax.registry import RUNNERS
 from musicrep_jax.systems.ivector import backend as backend_lib
 from musicrep_jax.systems.ivector import features as features_lib
 from musicrep_jax.systems.ivector import frames as frames_lib
@@ -193,6 +196,8 @@ def fit(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   from musicrep_jax.training.run_data import resolve_shards
 
   settings = Settings.from_config(config)
+  if config.hybrid.enabled and not config.hybrid.dcnn_workdir:
+    config_loading.validate(config)  # The DCNN trains with the config's trainer keys.
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / "ivector_config.json").write_text(config_loading.to_json(config))
@@ -242,6 +247,18 @@ def fit(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   results = {split: score_split(config, models, vectors[split]) for split in splits[1:]}
   (workdir / "results.json").write_text(json.dumps(dict(results, timing=timing), indent=2))
   return dict(results, timing=timing)
+
+
+@RUNNERS.register("ivector")
+def run(config: ml_collections.ConfigDict, *, workdir: str | pathlib.Path,
+        data_dir: Optional[str] = None) -> dict:
+  """``fit`` into ``workdir``: the test split's metrics with ``split`` and ``workdir``, and
+  ``report`` (every split's metrics and the seconds per phase, for the command to print)."""
+  results = fit(config, workdir, data_dir)
+  timing = results.pop("timing")
+  report = [(f"{split} split:", metrics) for split, metrics in results.items()]
+  return dict(results[config.data.test_split], split=config.data.test_split,
+              workdir=str(workdir), report=report + [("seconds per phase:", timing)])
 
 
 def _fit_hybrid(config, settings: Settings, models: Models, vectors: dict, splits) -> None:

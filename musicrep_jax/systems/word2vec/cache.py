@@ -1,10 +1,12 @@
 """Word vectors trained once into ``$MUSICREP_CACHE`` (the zero-shot ``:runlocal`` default).
 
-``cached_vectors("word2vec:runlocal")`` loads that ``musicrep word2vec`` config, and unless the
-cache already holds its vectors trains them (``pipeline.train_and_save``) into
+``cached_vectors("word2vec:runlocal")`` loads that ``word2vec`` config, and unless the cache
+already holds its vectors trains them (the ``word2vec`` runner, ``pipeline.run``) into
 ``$MUSICREP_CACHE/word2vec-<hash of the config's settings>/``, under a file lock so concurrent
-processes of one machine train once, as ``musicrep_jax.training.run_data.ensure_synthetic`` renders the
-embedded corpus once. ``summary.json`` is written last and marks a finished training.
+processes of one machine train once, as ``musicrep_jax.training.run_data.ensure_synthetic``
+renders the embedded corpus once. ``summary.json`` is written last and marks a finished training.
+The ``trainer`` runner (``musicrep_jax.systems.supervised``) calls it for
+``task.kwargs.word_vectors_config``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import pathlib
 from musicrep_jax import config_loading
 from musicrep_jax.training.run_data import cache_root
 
-DONE_FILE = "summary.json"
 # Where a config came from, not what it trains: left out of the hash.
 _LOCATION_KEYS = ("config_file", "config_arg")
 
@@ -29,7 +30,7 @@ def settings_digest(config) -> str:
 
 
 def cached_vectors(spec: str) -> pathlib.Path:
-  """The ``vectors.txt`` of the ``musicrep word2vec`` config ``spec``, trained if missing."""
+  """The ``vectors.txt`` of the ``word2vec`` config ``spec``, trained if missing."""
   from musicrep_jax.systems.word2vec import pipeline  # pylint: disable=g-import-not-at-top
 
   config = config_loading.load_config_file(config_loading.resolve_config_spec(spec))
@@ -37,8 +38,7 @@ def cached_vectors(spec: str) -> pathlib.Path:
   out.parent.mkdir(parents=True, exist_ok=True)
   with open(str(out) + ".lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    if not (out / DONE_FILE).exists():
+    if not (out / pipeline.SUMMARY_FILE).exists():
       print(f"Training the word vectors of {spec} into {out} (once) ...", flush=True)
-      summary = pipeline.train_and_save(config, out)
-      (out / DONE_FILE).write_text(json.dumps(summary, indent=2))
+      pipeline.run(config, workdir=out)
   return out / pipeline.VECTORS_FILE

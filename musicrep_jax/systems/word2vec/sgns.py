@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from musicrep_jax.training import mesh as sharding_lib
+from musicrep_jax.training import mesh as mesh_lib
 from musicrep_jax.errors import UserError
 from musicrep_jax.systems.word2vec import vocab as vocab_lib
 
@@ -95,7 +95,7 @@ def make_train_step(cfg: SkipGramConfig, noise_cdf: np.ndarray, text_length: int
   cdf = jnp.asarray(noise_cdf)
   vocab_size = int(noise_cdf.shape[0])
   base_key = jax.random.key(cfg.seed)
-  batch_sharding = sharding_lib.batch_sharding(mesh)
+  batch_sharding = mesh_lib.batch_sharding(mesh)
 
   def pair_loss(v_center, u_context, u_negative, context_weight, negative_weight):
     s_pos = jnp.einsum("bd,bcd->bc", v_center, u_context)
@@ -132,7 +132,7 @@ def make_train_step(cfg: SkipGramConfig, noise_cdf: np.ndarray, text_length: int
     new_out = tables["out"].at[context].add(-lr * g_ctx).at[noise].add(-lr * g_noise)
     return {"in": new_in, "out": new_out}, loss_sum + loss
 
-  replicated = sharding_lib.replicated(mesh)
+  replicated = mesh_lib.replicated(mesh)
   return jax.jit(step, in_shardings=(replicated,) * 8, out_shardings=(replicated, replicated),
                  donate_argnums=(0, 7))
 
@@ -153,8 +153,8 @@ def train_skipgram(sentences: Sequence[Sequence[str]], cfg: SkipGramConfig = Ski
   ``epoch_loss`` (mean loss per context pair, per epoch), ``vocab_size``, ``compilations``.
   """
   cfg.check()
-  mesh = sharding_lib.make_mesh() if mesh is None else mesh
-  sharding_lib.check_batch_size(cfg.batch_size, mesh)
+  mesh = mesh_lib.make_mesh() if mesh is None else mesh
+  mesh_lib.check_batch_size(cfg.batch_size, mesh)
   vocab = vocab or vocab_lib.build_vocab(sentences, cfg.min_count, cfg.max_vocab or None)
   text = vocab_lib.encode_sentences(vocab, sentences)
   n_words = len(text)
@@ -164,7 +164,7 @@ def train_skipgram(sentences: Sequence[Sequence[str]], cfg: SkipGramConfig = Ski
   expected_kept = float(np.sum(vocab.counts * keep))
   total_steps = max(1, cfg.epochs * math.ceil(expected_kept / cfg.batch_size))
   step_fn = make_train_step(cfg, vocab_lib.noise_cdf(vocab.counts), n_words, mesh)
-  replicated = sharding_lib.replicated(mesh)
+  replicated = mesh_lib.replicated(mesh)
   tables = jax.device_put(_init_tables(jax.random.key(cfg.seed), len(vocab), cfg.dim),
                           replicated)
   rng = np.random.default_rng([cfg.seed, 1])

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -130,7 +130,8 @@ class Catalogue:
 
 
 def corpus_catalogue(corpus) -> Catalogue:
-  """The catalogue of a ``musicrep_jax.data_pipelines.synthetic_corpus.SyntheticCorpus`` (no rendering)."""
+  """The catalogue of a ``musicrep_jax.data_pipelines.synthetic_corpus.SyntheticCorpus`` (no
+  rendering)."""
   clips = corpus.clips
   return Catalogue(tuple(corpus.tag_names), np.stack([c.tags for c in clips]),
                    np.array([c.track for c in clips]), np.array([c.artist for c in clips]),
@@ -194,7 +195,3 @@ def planted_sentences(num_groups: int = 10, group_size: int = 4, num_sentences: 
       words[int(at)] = group[int(j)]
     sentences.append(words)
   return sentences, groups
-
-
-def concat_sentences(*groups: Iterable[list[str]]) -> list[list[str]]:
-  return [s for group in groups for s in group]

@@ -150,3 +150,23 @@ def test_cli_writes_vectors(tmp_path):
   bad = run_cli(["word2vec", "--out", str(out), "--config.general_text=/no/such/file"],
                 check=False)
   assert bad.returncode == 2 and "general text" in bad.stderr
+
+
+def test_trainer_runner_resolves_word_vectors_config_through_the_cache(monkeypatch, tmp_path):
+  """``task.kwargs.word_vectors_config`` becomes ``word_vectors`` (the cached vectors of that
+  word2vec config) before training, unless ``word_vectors`` is already set."""
+  from musicrep_jax import config_loading
+  from musicrep_jax.systems import supervised
+  from musicrep_jax.systems.word2vec import cache
+
+  asked = []
+  monkeypatch.setattr(cache, "cached_vectors",
+                      lambda spec: asked.append(spec) or tmp_path / "vectors.txt")
+  config = config_loading.load_config("zero_shot:runlocal")
+  assert config.task.kwargs.word_vectors_config == "word2vec:runlocal"
+  supervised.resolve_word_vectors(config)
+  assert config.task.kwargs.word_vectors == str(tmp_path / "vectors.txt")
+  assert asked == ["word2vec:runlocal"]
+  config.task.kwargs.word_vectors = "mine.txt"
+  supervised.resolve_word_vectors(config)
+  assert config.task.kwargs.word_vectors == "mine.txt" and len(asked) == 1
