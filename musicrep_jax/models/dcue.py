@@ -5,7 +5,7 @@ Two branches into one space, scored by cosine similarity (the task's job):
 * **user branch**: ``Embed(num_users, user_hidden)`` -> ReLU -> ``Dense(user_hidden)`` -> ReLU ->
   ``Dense(d)`` (linear); paper: 300 hidden, d = 256;
 * **item (audio) branch**: the mel front end (papers.md 1.3; paper: 130 frames at 22,050 Hz) ->
-  ``models.zero_shot.MelConvBranch`` with ``last_relu=True`` (Conv1D + ReLU + MaxPool blocks, no
+  ``models.branches.MelConvBranch`` with ``last_relu=True`` (Conv1D + ReLU + MaxPool blocks, no
   BatchNorm, channels (128, 256, 256, 256, 256), kernels (4, 4, 4, 2, 1), pools (4, 4, 4, 2, 1))
   -> GAP -> ``Dense(dim)`` (linear).
 
@@ -30,8 +30,7 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from musicrep_jax.models.mel_cnn import _MelInput
-from musicrep_jax.models.zero_shot import MelConvBranch
+from musicrep_jax.models.branches import MelConvBranch, MelInput
 from musicrep_jax.registry import MODELS
 
 # Paper 7's multi model: the final head, then the pre-activation GAPs of conv5 .. conv2.
@@ -51,7 +50,7 @@ class UserHead(nn.Module):
 
 
 @MODELS.register("dcue")
-class DCUE(_MelInput):
+class DCUE(MelInput):
   """Paper 7's basic (or ``multi``) DCUE model (module docstring).
 
   ``__call__(audio [batch, input_length, 1], users int [n] or None, train)`` -> ``{"item_heads":

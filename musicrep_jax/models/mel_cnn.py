@@ -25,54 +25,11 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from musicrep_jax.frontends.mel import (PAPER_MEL_MEAN, PAPER_MEL_STD, mel_spectrogram,
-                                        samples_for_frames)
+from musicrep_jax.models.branches import MelInput
 from musicrep_jax.models.sample_cnn import ConvBNReLU, max_pool_time
 from musicrep_jax.registry import MODELS
-
-
-class _MelInput(nn.Module):
-  """Shared front-end fields of the mel models (papers.md 1.3). Not registered.
-
-  ``power`` 1 (magnitude) and ``log`` ``"log10_1p"`` are the group's front end; ``MelCNN2D``
-  uses Choi et al.'s power mel in dB (``power=2, log="db"``, mel mean/std ``None``).
-  """
-
-  num_frames: int = 129
-  sample_rate: int = 22050
-  n_fft: int = 1024
-  hop_length: int = 512
-  n_mels: int = 128
-  center: bool = False
-  pad_mode: str = "reflect"
-  power: float = 1.0
-  log: str = "log10_1p"
-  log_scale: float = 10.0
-  mel_mean: Optional[float] = PAPER_MEL_MEAN
-  mel_std: Optional[float] = PAPER_MEL_STD
-  fft: str = "rfft"
-
-  @property
-  def input_length(self) -> int:
-    """Samples per example: ``(num_frames - 1) * hop + (0 if center else n_fft)``."""
-    return samples_for_frames(self.num_frames, self.n_fft, self.hop_length, self.center)
-
-  def mel(self, audio: jnp.ndarray) -> jnp.ndarray:
-    """``[batch, input_length, 1]`` audio -> float32 ``[batch, num_frames, n_mels]``."""
-    if audio.ndim != 3 or audio.shape[1] != self.input_length or audio.shape[2] != 1:
-      raise ValueError(
-          f"{type(self).__name__} with num_frames={self.num_frames} expects audio "
-          f"[batch, {self.input_length}, 1], got {audio.shape}")
-    mel = jax.lax.stop_gradient(mel_spectrogram(
-        audio.astype(jnp.float32), sample_rate=self.sample_rate, n_fft=self.n_fft,
-        hop_length=self.hop_length, center=self.center, pad_mode=self.pad_mode,
-        power=self.power, n_mels=self.n_mels, log=self.log, log_scale=self.log_scale,
-        mean=self.mel_mean, std=self.mel_std, fft=self.fft))
-    assert mel.shape[1] == self.num_frames, (mel.shape, self.num_frames)
-    return mel
 
 
 def dcnn_param_count(num_outputs: int, n_mels: int = 128,
@@ -91,7 +48,7 @@ def dcnn_param_count(num_outputs: int, n_mels: int = 128,
 
 
 @MODELS.register("mel_dcnn")
-class MelDCNN(_MelInput):
+class MelDCNN(MelInput):
   """Paper 4's "DCNN" (papers.md 5.2) on the on-device mel front end. Returns
   ``{"logits": [batch, num_outputs], "embedding": [batch, channels[-1]]}``.
 
@@ -144,7 +101,7 @@ def frame_cnn_num_convs(num_frames: int) -> int:
 
 
 @MODELS.register("mel_frame_cnn")
-class MelFrameCNN(_MelInput):
+class MelFrameCNN(MelInput):
   """Paper 2's frame-level local CNN (papers.md 3.1) on ``num_frames`` mel frames (18, 27, 54).
   Returns ``{"logits": [batch, num_outputs], "embedding": [batch, channels[-1]],
   "multi_level": [batch, sum(channels)]}``.
@@ -245,7 +202,7 @@ def cnn2d_param_count(num_outputs: int, channels: Sequence[int] = (128, 384, 768
 
 
 @MODELS.register("mel_cnn2d")
-class MelCNN2D(_MelInput):
+class MelCNN2D(MelInput):
   """2-D CNN baseline on the mel spectrogram as an image: Choi, Fazekas & Sandler, "Automatic
   Tagging Using Deep Convolutional Neural Networks" (ISMIR 2016), FCN-4, the "2D CNN (Choi et
   al.)" of papers 1 and 2's comparison tables (MTAT ROC-AUC 0.894; papers.md 2.6, 3.3). Returns
