@@ -185,24 +185,6 @@ def test_resume_from_state_and_orbax(tmp_path):
   _assert_batches_equal(_take(restored, 4), reference[3:])
 
 
-@pytest.mark.slow
-def test_resume_with_worker_processes():
-  source = ip.InMemorySource(_records(10))
-  reference = _take(_train(source), 7)
-  it = _train(source, num_workers=2, worker_buffer_size=1)
-  try:
-    _assert_batches_equal(_take(it, 3), reference[:3])  # Workers do not change the stream.
-    state = json.loads(json.dumps(it.get_state()))
-  finally:
-    it.close()
-  fresh = _train(source, num_workers=2, worker_buffer_size=1)
-  try:
-    fresh.set_state(state)
-    _assert_batches_equal(_take(fresh, 4), reference[3:])
-  finally:
-    fresh.close()
-
-
 # ---------------------------------------------------------------------------------- evaluation
 
 

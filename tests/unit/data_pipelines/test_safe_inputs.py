@@ -1,6 +1,7 @@
 """Untrusted inputs to `musicrep prepare` run nothing and fail with one line (issue 17 items 4,
 6a, 6c, 7, 8): crafted split-list pickles, manifest paths leading out of --audio-dir, non-UTF-8
-manifests, bad sample rates, duplicate rows, and two prepares into one folder."""
+manifests, bad sample rates, duplicate rows, and two prepares into one folder. (The same bad
+inputs through the `musicrep prepare` CLI: tests/e2e/test_prepare_cli.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import soundfile as sf
 
 from musicrep_jax.data_pipelines import dataset_layouts, folder_builder, prepare
 from musicrep_jax.errors import UserError
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO
 
 
 class _RunsCode:
@@ -138,19 +139,3 @@ def test_killed_build_leftovers_are_removed(tmp_path):
                                   progress=False)
   assert report["written"] == 2
   assert not leftover.exists()
-
-
-@pytest.mark.slow
-def test_prepare_cli_bad_inputs_are_one_line_and_counts_are_printed(tmp_path):
-  audio, manifest = _folder(tmp_path, ["one.wav,rock", "two.wav,jazz", "one.wav,pop"])
-  out = tmp_path / "out"
-  base = ["prepare", "folder", "--audio-dir", str(audio), "--manifest", str(manifest)]
-  for extra in (["--sample-rate", "0", "--out", str(out)],
-                ["--out", str(manifest)]):  # --out is a regular file.
-    proc = run_cli(base + extra, check=False)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-  proc = run_cli(base + ["--sample-rate", "16000", "--out", str(out)])
-  assert "2 file(s) seen, 2 written, 0 skipped" in proc.stdout
-  assert "warning: 1 manifest row(s) repeat" in proc.stdout
