@@ -42,7 +42,8 @@ import tensorflow_datasets as tfds
 
 from musicrep_jax.data_pipelines import dataset_layouts as layouts
 from musicrep_jax.data_pipelines import prepare
-from musicrep_jax.data_pipelines.manifest_builder import Manifest, ManifestBuilder, Row, stable_bucket
+from musicrep_jax.data_pipelines.manifest_builder import (Manifest, ManifestBuilder, Row,
+                                                          stable_bucket)
 from musicrep_jax.data import schema as shard_schema
 from musicrep_jax.errors import UserError
 

@@ -31,9 +31,9 @@ import os
 
 import tensorflow_datasets as tfds
 
-from musicrep_jax.data_pipelines.manifest_builder import (SPLITS, Manifest, ManifestBuilder, Row,
-                                             stable_bucket)
 from musicrep_jax.data import schema as shard_schema
+from musicrep_jax.data_pipelines.manifest_builder import (Manifest, ManifestBuilder, Row,
+                                                          stable_bucket)
 from musicrep_jax.errors import UserError
 
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation",

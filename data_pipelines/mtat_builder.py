@@ -15,7 +15,8 @@ Split variants (BuilderConfigs ``<variant>_<rate>hz``, rate 22050 or 16000):
   this package yet (their contents were not available when it was written); the builder derives
   the split by this rule and checks the counts before decoding. The duration rule depends on the
   decoder's mp3 length: if the check fails on a complete copy, the report lists the clips that
-  were too short (``--min-seconds`` changes the threshold). If you have ``jongpillee/music_dataset_split`` (MIT), pass its
+  were too short (``--min-seconds`` changes the threshold). If you have
+  ``jongpillee/music_dataset_split`` (MIT), pass its
   ``MTAT_split`` folder (``lists=``/``--split-lists``) and the lists are used instead (entries
   ``c/name.npy`` name ``c/name.mp3``; the duration rule is then already applied by the lists).
 ``full``: every clip, same folder rule, all-zero tag vectors allowed: **18,706 / 1,825 / 5,329**

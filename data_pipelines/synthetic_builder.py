@@ -1,4 +1,5 @@
-"""TFDS builder writing the embedded synthetic corpus (``synthetic_corpus.py``) as ArrayRecord shards.
+"""TFDS builder writing the embedded synthetic corpus (``synthetic_corpus.py``) as ArrayRecord
+shards.
 
 Layout after ``prepare_synthetic(OUT)`` (TFDS ``data_dir=OUT``)::
 

@@ -71,7 +71,8 @@ the config and ``i`` (own random streams seeded by ``(seed, i)``), so it is inde
 order, and bitwise reproducible on a given platform (numpy/scipy only, no BLAS or threads); the
 score (notes) does not depend on ``sample_rate``: the same music at every rate.
 
-Speed: about 250-300x real time at 16 kHz on one core (``python -m musicrep_jax.data_pipelines.synthetic_corpus``
+Speed: about 250-300x real time at 16 kHz on one core
+(``python -m musicrep_jax.data_pipelines.synthetic_corpus``
 prints it).
 """
 

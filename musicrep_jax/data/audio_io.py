@@ -1,4 +1,5 @@
-"""Decoding audio files to mono float32 at a target sample rate (soundfile + scipy, no TensorFlow)."""
+"""Decoding audio files to mono float32 at a target sample rate (soundfile + scipy, no
+TensorFlow)."""
 
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ def ensure_synthetic(data: ml_collections.ConfigDict) -> pathlib.Path:
 
 
 def resolve_shards(config: ml_collections.ConfigDict, data_dir: str | None):
-  """-> ``musicrep_jax.data.shards.Shards`` for the run, checked against ``config.data.sample_rate``."""
+  """-> ``musicrep_jax.data.shards.Shards`` for the run, checked against
+  ``config.data.sample_rate``."""
   from musicrep_jax.data.shards import open_shards
 
   if data_dir is None:
