@@ -112,9 +112,9 @@ def test_folder_with_corrupt_empty_and_short_files_builds_reports_and_trains(tmp
 
 @pytest.mark.slow
 def test_readme_demo_learns_well_above_chance(tmp_path):
-  """The README's first command: configs/demo.py on the embedded corpus, then `musicrep eval`."""
+  """The README's first command: `--config demo` (the packaged configs/demo.py) on the embedded corpus, then `musicrep eval`."""
   workdir = tmp_path / "demo"
-  proc = run_cli(["train", "--config", "configs/demo.py", "--workdir", str(workdir)],
+  proc = run_cli(["train", "--config", "demo", "--workdir", str(workdir)],
                  timeout=1200)
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result["split"] == "test" and result["compilations"] == 1
