@@ -112,7 +112,8 @@ def test_folder_with_corrupt_empty_and_short_files_builds_reports_and_trains(tmp
 
 @pytest.mark.slow
 def test_readme_demo_learns_well_above_chance(tmp_path):
-  """The README's first command: `--config demo` (the packaged configs/demo.py) on the embedded corpus, then `musicrep eval`."""
+  """The README's first command: `--config demo` (the packaged configs/demo.py) on the embedded
+  corpus, then `musicrep eval`."""
   workdir = tmp_path / "demo"
   proc = run_cli(["train", "--config", "demo", "--workdir", str(workdir)],
                  timeout=1200)
