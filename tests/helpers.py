@@ -5,7 +5,8 @@
 - ``synthetic_shards(...)``: the embedded corpus prepared into a temporary folder.
 - ``make_workdir(path, data_dir, **model_kwargs)``: a workdir with a checkpoint, made without
   training (for export and embedding tests): tests/configs/tiny.py with the model fields
-  overridden, ``config.json`` written as the trainer does, and the initial state saved as the best
+  overridden (``make_config_workdir``: any packaged config, e.g. ``dcue:runlocal``),
+  ``config.json`` written as the trainer does, and the initial state saved as the best
   checkpoint through ``Checkpoints.save_best``; BatchNorm statistics are randomised so that
   inference-mode BatchNorm is not the identity.
 """
@@ -67,13 +68,30 @@ def make_workdir(path: pathlib.Path, data_dir: pathlib.Path, **model_kwargs) -> 
   config = tiny_config.get_config()
   for key, value in model_kwargs.items():
     config.model.kwargs[key] = value
+  return save_untrained_workdir(path, config, data_dir)
+
+
+def make_config_workdir(path: pathlib.Path, data_dir: pathlib.Path, spec: str,
+                        **model_kwargs) -> pathlib.Path:
+  """``make_workdir`` for any packaged config (``"dcue:runlocal"``) on ``data_dir``: the model
+  fields overridden (e.g. a small ``backbone_kwargs``), nothing trained."""
+  config = config_loading.load_config_file(config_loading.resolve_config_spec(spec))
+  config.model.kwargs.update(model_kwargs)
+  config.data.sample_rate = open_shards(data_dir).sample_rate
+  return save_untrained_workdir(path, config, data_dir)
+
+
+def save_untrained_workdir(path: pathlib.Path, config, data_dir: pathlib.Path) -> pathlib.Path:
+  """``config.json`` and the initial state (BatchNorm statistics randomised) as the best
+  checkpoint of ``path``."""
   path.mkdir(parents=True, exist_ok=True)
   (path / "config.json").write_text(config_loading.to_json(config))
   run = trainer.build_run(config, open_shards(data_dir))
   state = run.create_state(jax.random.key(0))
   state = state.replace(batch_stats=random_batch_stats(state.batch_stats, seed=1))
-  saver = checkpoints.Checkpoints(path, async_save=False)
-  saver.save_best(1, state, {"loss": 1.0})
+  saver = checkpoints.Checkpoints(path, best_metric=config.checkpoint.best_metric,
+                                  best_mode=config.checkpoint.best_mode, async_save=False)
+  saver.save_best(1, state, {config.checkpoint.best_metric: 1.0})
   saver.wait()
   saver.close()
   return path

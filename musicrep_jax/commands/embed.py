@@ -1,13 +1,16 @@
 """``musicrep embed``: embeddings and tag scores of audio files with a trained workdir's model."""
 
+import pathlib
+
 HELP = "embeddings and tag scores of audio files or folders (streamed, any length)"
 DESCRIPTION = (
     "Decodes each file in blocks, resamples it explicitly to the model's sample rate (its own "
     "rate is recorded in the index; --no-resample refuses such files instead), tiles it into "
-    "model inputs, batches segments across files and writes embeddings.npy, tag_scores.npy "
-    "(clip means), index.csv / index.jsonl (one row per file, failures with their reason) and "
-    "embed_info.json into --out. Memory does not grow with track length. Ends with one JSON "
-    "line.")
+    "model inputs, batches segments across files and writes embeddings.npy, the scores where "
+    "the model has a head (tag_scores.npy, ...; clip means), index.csv / index.jsonl (one row "
+    "per file; skipped files (unsupported format, truncated audio) and failures with their "
+    "reason, also printed) and embed_info.json into --out. Memory does not grow with track "
+    "length. Exits 2 when no file was embedded. Ends with one JSON line.")
 
 
 def add_arguments(parser) -> None:
@@ -42,20 +45,39 @@ def run(args, overrides) -> dict:
     raise UserError("--batch-size, --block-seconds and --hop-seconds must be positive.")
   paths = embed.list_audio_files(args.inputs)
   trained = load_trained(args.workdir, args.data_dir, args.checkpoint)
-  forward, scores_name = embed.make_forward(trained, args.batch_size)
+  forward, spec = embed.make_forward(trained, args.batch_size)
   hop = (max(1, round(args.hop_seconds * trained.sample_rate)) if args.hop_seconds
          else trained.input_length)
   info = {"workdir": str(trained.workdir), "step": trained.step,
           "model": trained.config.model.name, "sample_rate": trained.sample_rate,
-          "input_length": trained.input_length, "hop": hop}
+          "input_length": trained.input_length, "hop": hop, "embedding": spec.embedding,
+          "subspaces": list(spec.subspaces)}
   summary = embed.embed_files(
       paths, forward, sample_rate=trained.sample_rate, input_length=trained.input_length,
       out_dir=args.out, batch_size=args.batch_size, hop=hop,
       allow_resample=not args.no_resample, per_segment=args.per_segment,
-      block_seconds=args.block_seconds, scores_name=scores_name,
-      output_names=trained.tag_names if scores_name == "tag_scores" else (), info=info,
-      progress=not args.no_progress)
+      block_seconds=args.block_seconds, scores_name=spec.scores, output_names=spec.score_names,
+      info=info, progress=not args.no_progress)
+  _report_not_embedded(pathlib.Path(args.out) / "index.csv")
+  if summary["ok"] == 0:
+    raise UserError(f"None of the {summary['files']} files was embedded ({summary['skipped']} "
+                    f"skipped, {summary['failed']} failed; reasons in {args.out}/index.csv).")
   print(f"Embedded {summary['ok']} of {summary['files']} files ({summary['segments']} segments, "
         f"{summary['audio_s']:.0f} s of audio, {summary['realtime_x']:.0f}x real time) into "
-        f"{summary['out']}; {summary['failed']} failed (see index.csv).")
+        f"{summary['out']}; {summary['skipped']} skipped, {summary['failed']} failed (see "
+        f"index.csv).")
   return summary
+
+
+def _report_not_embedded(index_csv, limit: int = 10) -> None:
+  """One stderr line per skipped or failed file (the first ``limit``) with its reason."""
+  import csv
+  import sys
+
+  with open(index_csv, newline="") as f:
+    rows = [r for r in csv.DictReader(f) if r["status"] != "ok"]
+  for row in rows[:limit]:
+    status = "failed" if row["status"] == "error" else row["status"]  # One "error:" line.
+    print(f"{status} {row['path']}: {row['reason']}", file=sys.stderr)
+  if len(rows) > limit:
+    print(f"... and {len(rows) - limit} more (see {index_csv})", file=sys.stderr)

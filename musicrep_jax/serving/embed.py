@@ -20,11 +20,24 @@ For each file (a folder is searched recursively for audio files):
      of the segment tag scores (sigmoid of the logits; papers.md 1.4: clip score = mean over
      segments) for tagging models, else of the logits.
 
-Outputs in ``out_dir``: ``embeddings.npy`` ``[files_ok, d]``, ``tag_scores.npy`` (or
-``logits.npy``) ``[files_ok, outputs]``, ``index.csv`` and ``index.jsonl`` (one row per input
-file, failures included with their reason; ``row`` is the file's row in the arrays, -1 for a
-failure), ``embed_info.json``; with ``per_segment`` also ``segment_embeddings.npy``,
-``segment_<scores>.npy`` and ``segments.csv`` (``file_row``, ``start_s``).
+Which output is the embedding and which scores a model has: ``serving.inference.output_spec``
+(one table, ``EMBEDDING_OUTPUTS``, for every family; docs/export.md).
+
+Outputs in ``out_dir``: ``embeddings.npy`` ``[files_ok, d]``, the scores ``<scores>.npy``
+``[files_ok, outputs]`` where the model has some (``tag_scores``, ``class_scores``,
+``label_scores`` or ``logits``; none for DCUE), ``masks.npy`` for CSN models, ``index.csv`` and
+``index.jsonl`` (one row per input file, status ``ok``, ``skipped`` (unsupported format such as
+``.m4a``, truncated audio) or ``error`` (missing, corrupt, refused rate) with the reason; ``row``
+is the file's row in the arrays, -1 otherwise), ``embed_info.json``; with ``per_segment`` also
+``segment_embeddings.npy``, ``segment_<scores>.npy`` and ``segments.csv`` (``file_row``,
+``start_s``).
+
+Truncated audio: a file that decodes to fewer frames than its header declares (beyond
+``TRUNCATION_SLACK_FRAMES``), ending early or failing, is skipped with the reason "truncated:
+decoded X s of the Y s its header declares" (plus the decoder's error, if any): a clip embedding
+of part of a track would pass for the track's. This catches MP3 (Xing/LAME header) and FLAC
+(STREAMINFO) cut short; a cut WAV's header is corrected by libsndfile from the file size, and a
+cut OGG reads as empty (an error), so neither can be told from a complete file by this test.
 
 Memory: independent of track length: one decoded block, its resampled copy, at most
 ``input_length`` carried samples, two batches of ``[batch, input_length]`` float32, and per-file
@@ -47,10 +60,24 @@ import numpy as np
 from musicrep_jax.data.audio_io import AudioDecodeError, downmix, probe_audio, resample
 from musicrep_jax.errors import UserError
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
-                            ".aifc", ".au", ".snd", ".w64", ".caf", ".rf64"})
+# Suffix -> libsndfile major format: decodable where ``soundfile.available_formats()`` has it.
+SUFFIX_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".opus": "OGG",
+                  ".mp3": "MP3", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".au": "AU",
+                  ".snd": "AU", ".w64": "W64", ".caf": "CAF", ".rf64": "RF64"}
+AUDIO_SUFFIXES = frozenset(SUFFIX_FORMATS)
+# Audio formats libsndfile never decodes: found in folders and reported as skipped.
+UNSUPPORTED_SUFFIXES = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".ape",
+                                  ".amr", ".ac3", ".webm", ".mka", ".dsf", ".wv"})
+# Decoded frames may fall short of the header's count by this much (two MPEG frames of encoder
+# delay / padding) before a file counts as truncated.
+TRUNCATION_SLACK_FRAMES = 2304
 INDEX_FIELDS = ("path", "status", "reason", "row", "duration_s", "source_sample_rate",
                 "sample_rate", "resampled", "channels", "segments", "padded")
+STATUSES = ("ok", "skipped", "error")
+
+
+class SkippedFile(AudioDecodeError):
+  """A file not embedded on purpose (status ``skipped``): unsupported format, truncated."""
 
 
 # --- Finding files -----------------------------------------------------------------------------
@@ -58,18 +85,35 @@ INDEX_FIELDS = ("path", "status", "reason", "row", "duration_s", "source_sample_
 
 def list_audio_files(inputs: Sequence[str | os.PathLike]) -> list[pathlib.Path]:
   """Files as given (kept even if missing, to be reported) and the audio files under folders
-  (recursive, sorted, by suffix). ``UserError`` when nothing is found."""
+  (recursive, sorted, by suffix; files of ``UNSUPPORTED_SUFFIXES`` too, to be reported as
+  skipped). ``UserError`` when nothing is found."""
   files: list[pathlib.Path] = []
   for item in map(pathlib.Path, inputs):
     if item.is_dir():
-      files += sorted(p for p in item.rglob("*")
-                      if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+      files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in
+                      AUDIO_SUFFIXES | UNSUPPORTED_SUFFIXES)
     else:
       files.append(item)
   if not files:
     raise UserError(f"No audio files in {', '.join(map(str, inputs))} (looked for "
                     f"{', '.join(sorted(AUDIO_SUFFIXES))}).")
   return files
+
+
+def unsupported_reason(path: str | os.PathLike) -> Optional[str]:
+  """Why ``path`` will not be decoded here, judged by its suffix (None: try it): a format
+  libsndfile never reads, or one this libsndfile was built without (MP3 before 1.1)."""
+  import soundfile as sf
+
+  suffix = pathlib.Path(path).suffix.lower()
+  if suffix in UNSUPPORTED_SUFFIXES:
+    return (f"unsupported format {suffix} (libsndfile cannot decode it; convert it to WAV, FLAC, "
+            f"OGG or MP3)")
+  major = SUFFIX_FORMATS.get(suffix)
+  if major and major not in sf.available_formats():
+    return (f"unsupported format {suffix} (this libsndfile {sf.__libsndfile_version__} lacks "
+            f"{major})")
+  return None
 
 
 # --- Streaming: decode, resample, tile ---------------------------------------------------------
@@ -182,7 +226,7 @@ class FileRecord:
   """One input file's row of the index, and its running sums."""
 
   path: str
-  status: str = "pending"  # "ok" or "error"
+  status: str = "pending"  # "ok", "skipped" (unsupported, truncated) or "error"
   reason: str = ""
   row: int = -1
   duration_s: float = 0.0
@@ -223,6 +267,7 @@ class _Batcher:
     self.in_flight = None
     self.segment_rows: list[tuple[int, int]] = []  # (file index, start sample)
     self.segment_outputs: list[tuple[np.ndarray, np.ndarray]] = []
+    self.constants: dict[str, np.ndarray] = {}  # batch-independent outputs (CSN masks)
 
   def add(self, file_index: int, segment: Segment) -> None:
     self.audio[len(self.owners), :, 0] = segment.audio
@@ -249,9 +294,11 @@ class _Batcher:
   def _collect(self) -> None:
     if self.in_flight is None:
       return
-    (embeddings, scores), owners = self.in_flight
+    (embeddings, scores, constants), owners = self.in_flight
     self.in_flight = None
     embeddings, scores = np.asarray(embeddings), np.asarray(scores)
+    if not self.constants:
+      self.constants = {k: np.asarray(v) for k, v in constants.items()}
     for i, (file_index, start) in enumerate(owners):
       self.records[file_index].add(embeddings[i], scores[i])
       if self.per_segment:
@@ -272,11 +319,11 @@ def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample
 
   Args:
     forward: ``audio float32 [batch_size, input_length, 1] -> (embedding [batch, d], scores
-      [batch, k])``, possibly asynchronous (jax arrays); the array passed in is refilled once
-      the outputs have been read.
+      [batch, k], {name: constant array})``, possibly asynchronous (jax arrays); the array
+      passed in is refilled once the outputs have been read.
     sample_rate: the model's rate; every file is brought to it (or refused).
     hop: samples between segment starts (default ``input_length``).
-    scores_name: file stem of the scores (``tag_scores`` or ``logits``).
+    scores_name: file stem of the scores (``tag_scores``, ``logits``, ...; "" writes none).
     output_names: names of the score columns (tag names), for ``index.jsonl``'s top tags.
     info: extra entries for ``embed_info.json`` (model, checkpoint).
   """
@@ -294,7 +341,8 @@ def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample
       _stream_file(index, record, batcher, sample_rate, input_length, hop, allow_resample,
                    block_seconds)
     except AudioDecodeError as error:
-      record.status, record.reason = "error", error.reason
+      record.status = "skipped" if isinstance(error, SkippedFile) else "error"
+      record.reason = error.reason
     bar.update(1)
     bar.set_postfix(segments=sum(r.segments for r in records), refresh=False)
   batcher.finish()
@@ -309,6 +357,9 @@ def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample
 def _stream_file(index: int, record: FileRecord, batcher: _Batcher, sample_rate: int,
                  input_length: int, hop: Optional[int], allow_resample: bool,
                  block_seconds: float) -> None:
+  unsupported = unsupported_reason(record.path)
+  if unsupported and os.path.isfile(record.path):
+    raise SkippedFile(record.path, unsupported)
   info = probe_audio(record.path)
   record.source_sample_rate, record.channels = int(info.samplerate), int(info.channels)
   if record.source_sample_rate != sample_rate and not allow_resample:
@@ -327,13 +378,29 @@ def _stream_file(index: int, record: FileRecord, batcher: _Batcher, sample_rate:
   block_frames = max(1, int(block_seconds * record.source_sample_rate))
   blocks = resample_stream(counted(decode_blocks(record.path, block_frames)),
                            record.source_sample_rate, sample_rate)
-  for segment in segment_stream(blocks, input_length, hop):
-    batcher.add(index, segment)
-    record.segments += 1
-    record.padded |= segment.padded
+  rate = record.source_sample_rate
+
+  def cut_short() -> bool:  # The header declares more audio than was decoded.
+    return decoded + TRUNCATION_SLACK_FRAMES < info.frames
+
+  def truncated(detail: str = "") -> SkippedFile:
+    return SkippedFile(record.path, f"truncated: decoded {decoded / rate:.2f} s of the "
+                                    f"{info.frames / rate:.2f} s its header declares{detail}")
+
+  try:
+    for segment in segment_stream(blocks, input_length, hop):
+      batcher.add(index, segment)
+      record.segments += 1
+      record.padded |= segment.padded
+  except AudioDecodeError as error:
+    if cut_short():  # A cut FLAC fails in the block holding the cut.
+      raise truncated(f", then {error.reason}") from None
+    raise
   if decoded == 0:
     raise AudioDecodeError(record.path, "empty file (no audio frames)")
-  record.duration_s = decoded / record.source_sample_rate
+  record.duration_s = decoded / rate
+  if cut_short():  # A cut MP3 ends early without an error.
+    raise truncated()
   record.status = "ok"
 
 
@@ -349,7 +416,10 @@ def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _B
   else:
     embeddings = scores = np.zeros((0, 0), np.float32)
   np.save(out_dir / "embeddings.npy", embeddings)
-  np.save(out_dir / f"{scores_name}.npy", scores)
+  if scores_name:
+    np.save(out_dir / f"{scores_name}.npy", scores)
+  for name, array in batcher.constants.items():
+    np.save(out_dir / f"{name}.npy", array)
   with open(out_dir / "index.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
     writer.writeheader()
@@ -368,18 +438,21 @@ def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _B
     outputs = [batcher.segment_outputs[i] for i in keep]
     np.save(out_dir / "segment_embeddings.npy",
             np.stack([e for e, _ in outputs]) if outputs else np.zeros((0, 0), np.float32))
-    np.save(out_dir / f"segment_{scores_name}.npy",
-            np.stack([s for _, s in outputs]) if outputs else np.zeros((0, 0), np.float32))
+    if scores_name:
+      np.save(out_dir / f"segment_{scores_name}.npy",
+              np.stack([s for _, s in outputs]) if outputs else np.zeros((0, 0), np.float32))
     with open(out_dir / "segments.csv", "w", newline="") as f:
       writer = csv.writer(f)
       writer.writerow(["file_row", "start_s"])
       for i in keep:
         file_index, start = batcher.segment_rows[i]
         writer.writerow([records[file_index].row, start / records[file_index].sample_rate])
-  summary = {"files": len(records), "ok": len(ok), "failed": len(records) - len(ok),
-             "segments": segments, "embedding_dim": int(embeddings.shape[1]),
-             "scores": scores_name, "out": str(out_dir)}
-  assert summary["ok"] + summary["failed"] == summary["files"]
+  counts = {status: sum(r.status == status for r in records) for status in STATUSES}
+  summary = {"files": len(records), "ok": counts["ok"], "skipped": counts["skipped"],
+             "failed": counts["error"], "segments": segments,
+             "embedding_dim": int(embeddings.shape[1]), "scores": scores_name or None,
+             "out": str(out_dir)}
+  assert summary["ok"] + summary["skipped"] + summary["failed"] == summary["files"]
   (out_dir / "embed_info.json").write_text(json.dumps(
       dict(info, **summary, output_names=list(output_names)), indent=2) + "\n")
   return summary
@@ -388,22 +461,22 @@ def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _B
 # --- From a trained workdir --------------------------------------------------------------------
 
 
-def make_forward(trained, batch_size: int) -> tuple[Callable, str]:
-  """``(forward, scores_name)`` for a ``musicrep_jax.serving.inference.Trained`` model: a jitted
-  eval-mode forward giving ``(embedding, sigmoid(logits))`` for tagging models, else
-  ``(embedding, logits)``."""
+def make_forward(trained, batch_size: int) -> tuple[Callable, "OutputSpec"]:
+  """``(forward, spec)`` for a ``musicrep_jax.serving.inference.Trained`` model: a jitted
+  eval-mode forward (the task's, so a zero-shot model sees its label vectors) giving
+  ``spec.select`` of the outputs, ``spec`` being ``serving.inference.output_spec``: the
+  embedding, the scores (``spec.scores`` names them; none for DCUE) and constants (CSN masks)."""
   import jax
 
-  from musicrep_jax.tasks.tagging import TaggingTask
+  from musicrep_jax.serving.inference import output_spec
 
-  tagging = isinstance(trained.task, TaggingTask)
+  spec = output_spec(trained)
   variables = jax.device_put(trained.variables)
 
   @jax.jit
   def apply(variables, audio):
     out = trained.task.forward(trained.model, variables, {"audio": audio}, train=False)
-    scores = jax.nn.sigmoid(out["logits"]) if tagging else out["logits"]
-    return out["embedding"], scores
+    return spec.select(out)
 
   del batch_size  # One shape: the batcher always sends full (padded) batches.
-  return (lambda audio: apply(variables, audio)), ("tag_scores" if tagging else "logits")
+  return (lambda audio: apply(variables, audio)), spec

@@ -15,6 +15,9 @@ import pathlib
 from typing import Any, Optional
 
 import jax
+import numpy as np
+
+from musicrep_jax.errors import UserError
 
 
 @dataclasses.dataclass
@@ -44,3 +47,129 @@ def load_trained(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
                  config=restored.config, sample_rate=int(restored.config.data.sample_rate),
                  input_length=int(run.input_length), tag_names=tuple(run.shards.tag_names),
                  step=restored.step, workdir=restored.workdir)
+
+
+# --- Which output is the embedding: the one rule for every model family ------------------------
+
+# Per model family (the ``MODELS`` name): the output of the audio-only forward that is "the
+# embedding" of an input, written by ``musicrep embed`` and carried by every export.
+EMBEDDING_OUTPUTS = {
+    "sample_cnn": "embedding",  # conv1x1 output (papers.md 2)
+    "sample_level_fixed_input": "embedding",  # its SampleCNN blocks' head
+    "resemul": "embedding",  # head Dense + BN + ReLU (papers.md 6.2)
+    "mel_dcnn": "embedding",  # GAP of the last conv (paper 4's 256-d feature)
+    "mel_frame_cnn": "embedding",  # global max of the last conv
+    "mel_cnn2d": "embedding",  # global max of the last 2-D conv
+    # The projection (the backbone's vector when embedding_dim = 0), before the task's L2
+    # normalisation and the CSN masks (papers 4, 9, 13, 14; not ``features``, the backbone's).
+    "embedding_net": "embedding",
+    # Item head 0 = item_projection(GAP of the audio branch), the vector the user heads are
+    # matched with by cosine (paper 7); the user branch is not an audio embedding.
+    "dcue": "embedding",
+    # The audio branch's GAP, matched by cosine with the label branch (papers 10-11).
+    "zero_shot": "embedding",
+}
+# Outputs that are the same for every input (written once, not per file): CSN masks.
+CONSTANT_OUTPUTS = ("masks",)
+
+
+def embedding_output(family: str) -> str:
+  """The output of ``family`` that is its embedding (``EMBEDDING_OUTPUTS``)."""
+  if family not in EMBEDDING_OUTPUTS:
+    raise UserError(f"Model {family!r} has no embedding output in "
+                    f"musicrep_jax/serving/inference.py (known: {sorted(EMBEDDING_OUTPUTS)}).")
+  return EMBEDDING_OUTPUTS[family]
+
+
+def head_output(model) -> Optional[str]:
+  """The output holding a tag or class head's logits (``"logits"``), or None for a model
+  without one: ``embedding_net`` with ``head="none"``, DCUE and zero-shot (whose scores are
+  cosines with another branch)."""
+  family = model_family(model)
+  if family in ("dcue", "zero_shot"):
+    return None
+  if family == "embedding_net" and model.head == "none":
+    return None
+  return "logits"
+
+
+def audio_outputs(model) -> tuple[str, ...]:
+  """The per-example outputs of the audio-only forward an export carries: the head's logits
+  (if any), then the embedding."""
+  head = head_output(model)
+  return ((head,) if head else ()) + (embedding_output(model_family(model)),)
+
+
+def model_family(model) -> str:
+  """The ``MODELS`` registry name of a Flax model instance (e.g. ``"sample_cnn"``)."""
+  import musicrep_jax.models  # noqa: F401  (registers models)
+  from musicrep_jax.registry import MODELS
+
+  for name in MODELS.names():
+    if MODELS.get(name) is type(model):
+      return name
+  raise ValueError(f"{type(model).__name__} is not a registered model")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+  """What ``musicrep embed`` takes from a model's outputs (``output_spec``).
+
+  ``scores`` is the file stem of the per-file scores (``tag_scores``: sigmoid of tag logits;
+  ``class_scores``: softmax of a single-label head; ``label_scores``: zero-shot cosines with
+  the label branch; ``logits``: other heads, raw) or ``""`` when the model has none;
+  ``score_names`` names their columns where known; ``constants`` are batch-independent outputs
+  written once (``masks.npy`` of a CSN model, whose rows ``subspaces`` name)."""
+
+  family: str
+  embedding: str
+  scores: str
+  score_names: tuple[str, ...] = ()
+  constants: tuple[str, ...] = ()
+  subspaces: tuple[str, ...] = ()
+  label_columns: tuple[int, ...] = ()  # zero-shot: the tags with side information
+
+  def select(self, outputs: dict):
+    """Model outputs (inside jit) -> ``(embedding [B, d], scores [B, k], constants dict)``."""
+    import jax.numpy as jnp
+
+    from musicrep_jax.ops.losses import l2_normalize
+
+    embedding = outputs[self.embedding]
+    if self.scores in ("tag_scores", "class_scores", "logits"):
+      logits = outputs["logits"]
+      scores = {"tag_scores": jax.nn.sigmoid, "class_scores": jax.nn.softmax,
+                "logits": lambda x: x}[self.scores](logits)
+    elif self.scores == "label_scores":
+      labels = outputs["label_embedding"][jnp.asarray(self.label_columns, jnp.int32)]
+      scores = l2_normalize(embedding) @ l2_normalize(labels).T
+    else:
+      scores = jnp.zeros((embedding.shape[0], 0), jnp.float32)
+    return embedding, scores, {k: outputs[k] for k in self.constants}
+
+
+def output_spec(trained: Trained) -> OutputSpec:
+  """The ``OutputSpec`` of a restored model and its task: the embedding from
+  ``EMBEDDING_OUTPUTS``, the scores from the head (``head_output``) and the task."""
+  from musicrep_jax.tasks.metric_learning import MetricLearningTask
+  from musicrep_jax.tasks.tagging import TaggingTask
+  from musicrep_jax.tasks.zero_shot import ZeroShotTask
+
+  model, task = trained.model, trained.task
+  family = model_family(model)
+  spec = dict(family=family, embedding=embedding_output(family), scores="")
+  if family == "embedding_net" and model.num_subspaces:
+    spec.update(constants=CONSTANT_OUTPUTS, subspaces=tuple(task.labels)[:model.num_subspaces])
+  if head_output(model):
+    if isinstance(task, TaggingTask) or (isinstance(task, MetricLearningTask)
+                                         and not task.int_head):
+      spec.update(scores="tag_scores", score_names=trained.tag_names)
+    elif isinstance(task, MetricLearningTask):
+      spec.update(scores="class_scores")
+    else:
+      spec.update(scores="logits")
+  elif isinstance(task, ZeroShotTask):
+    usable = np.flatnonzero(np.asarray(task.data.seen) | np.asarray(task.data.unseen))
+    spec.update(scores="label_scores", label_columns=tuple(int(i) for i in usable),
+                score_names=tuple(trained.tag_names[i] for i in usable))
+  return OutputSpec(**spec)

@@ -18,20 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from musicrep_jax.registry import MODELS
-
 # Flax dataclass fields that are not architecture: never exported.
 _NOT_ARCHITECTURE = ("parent", "name", "dtype")
 
 
 def model_family(model) -> str:
-  """The ``MODELS`` registry name of a Flax model instance (e.g. ``"sample_cnn"``)."""
-  import musicrep_jax.models  # noqa: F401  (registers models)
+  """The ``MODELS`` registry name of a Flax model instance (``serving.inference.model_family``,
+  imported when called: this package's ``layout`` needs numpy only)."""
+  from musicrep_jax.serving.inference import model_family as family
 
-  for name in MODELS.names():
-    if MODELS.get(name) is type(model):
-      return name
-  raise ValueError(f"{type(model).__name__} is not a registered model")
+  return family(model)
 
 
 def model_kwargs(model) -> dict:
@@ -44,3 +40,11 @@ def model_kwargs(model) -> dict:
     value = getattr(model, field.name)
     kwargs[field.name] = list(value) if isinstance(value, tuple) else value
   return kwargs
+
+
+def eval_apply(model, variables: dict, audio) -> dict:
+  """The eval-mode audio-only forward every export reproduces: ``model.apply(variables, audio,
+  train=False)`` less its non-array outputs (DCUE's ``item_heads`` tuple). Which of the outputs
+  are checked and carried by ONNX: ``serving.inference.audio_outputs``."""
+  out = model.apply(variables, audio, train=False)
+  return {k: v for k, v in out.items() if not isinstance(v, (tuple, list))}

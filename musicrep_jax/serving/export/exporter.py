@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from musicrep_jax.serving.export import model_family, model_kwargs, safetensors_io
+from musicrep_jax.serving.export import eval_apply, layout, model_family, model_kwargs
+from musicrep_jax.serving.export import safetensors_io
+from musicrep_jax.serving.inference import audio_outputs
 
 FORMATS = ("safetensors", "onnx", "stablehlo")
 FILE_NAMES = {"safetensors": "model.safetensors", "onnx": "model.onnx",
@@ -48,9 +50,10 @@ def check_batch(input_length: int, batch: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def flax_outputs(model, variables: dict, audio: np.ndarray) -> dict[str, np.ndarray]:
-  """The reference: ``model.apply`` in eval mode at the highest matmul precision."""
+  """The reference: ``eval_apply`` (``model.apply`` in eval mode, array outputs) at the highest
+  matmul precision."""
   with jax.default_matmul_precision("highest"):
-    out = jax.jit(lambda v, a: model.apply(v, a, train=False))(variables, jnp.asarray(audio))
+    out = jax.jit(lambda v, a: eval_apply(model, v, a))(variables, jnp.asarray(audio))
   return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -87,10 +90,15 @@ def export_model(model, variables: dict, out_dir: str | pathlib.Path, *, sample_
   model = model.clone(dtype=jnp.float32) if hasattr(model, "dtype") else model
   header = safetensors_io.ModelHeader(model_family(model), model_kwargs(model), int(sample_rate),
                                       int(model.input_length), tuple(tag_names))
+  # The audio side only (DCUE's user branch and the zero-shot label branch stay behind); the
+  # reference runs without them, so nothing exported depends on them.
+  variables = layout.audio_variables(header.family, variables)
+  outputs = audio_outputs(model)
   audio = check_batch(header.input_length)
   reference = flax_outputs(model, variables, audio)
   info = {"family": header.family, "kwargs": header.kwargs, "sample_rate": header.sample_rate,
           "input_length": header.input_length, "input": "float32 [batch, input_length, 1]",
+          "outputs": list(outputs), "embedding": outputs[-1],
           "tag_names": list(tag_names), "tolerance": PARITY_TOLERANCE, "formats": {}}
   for fmt in formats:
     if fmt not in FORMATS:
@@ -100,8 +108,8 @@ def export_model(model, variables: dict, out_dir: str | pathlib.Path, *, sample_
       raise ImportError(f"--format {fmt} needs the Python packages {', '.join(missing)} "
                         f"(pip install 'musicrep-jax[export]')")
     path = out_dir / FILE_NAMES[fmt]
-    got = _write_and_run(fmt, path, model, variables, header, audio)
-    report = parity(got, reference)
+    got = _write_and_run(fmt, path, model, variables, header, audio, outputs)
+    report = parity(got, reference, outputs)
     info["formats"][fmt] = {"file": path.name, "bytes": path.stat().st_size, "parity": report}
     if not all(r["ok"] for r in report.values()):
       raise ExportMismatch(f"{fmt} export of {header.family} differs from Flax: {report}")
@@ -109,7 +117,8 @@ def export_model(model, variables: dict, out_dir: str | pathlib.Path, *, sample_
   return info
 
 
-def _write_and_run(fmt: str, path: pathlib.Path, model, variables, header, audio) -> dict:
+def _write_and_run(fmt: str, path: pathlib.Path, model, variables, header, audio,
+                   outputs: Sequence[str]) -> dict:
   """Writes one artifact, then reads it back and runs it on ``audio``."""
   if fmt == "stablehlo":
     from musicrep_jax.serving.export import stablehlo
@@ -124,5 +133,5 @@ def _write_and_run(fmt: str, path: pathlib.Path, model, variables, header, audio
     return torch_mirror.forward_numpy(mirror, audio)
   from musicrep_jax.serving.export import onnx_export
 
-  onnx_export.export_onnx(torch_mirror.mirror_from_flax(model, variables), path)
+  onnx_export.export_onnx(torch_mirror.mirror_from_flax(model, variables), path, outputs)
   return onnx_export.run_onnx(path, audio)

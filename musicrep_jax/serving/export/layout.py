@@ -13,7 +13,13 @@ under
   linear ``kernel [in, out]``, ``bias``          ``NAME.weight [out, in]``, ``NAME.bias``
   bn     ``scale``, ``bias``; ``mean``, ``var``  ``NAME.weight``, ``NAME.bias``,
                                                  ``NAME.running_mean``, ``NAME.running_var``
+  tensor one bare parameter (``flax_path`` ends    ``NAME``, as it is (proxies, CSN mask
+         with its name)                          weights)
   ====== ======================================= ============================================
+
+Embedding models export their audio side only (``NOT_EXPORTED``): DCUE's user branch and the
+zero-shot label branch are left out (``audio_variables``); ``embedding_net`` nests its
+backbone's layout under ``backbone.``.
 
 Mel models add two constant buffers computed from their fields (``frontend_buffers``):
 ``frontend.window [n_fft]`` (periodic Hann) and ``frontend.mel_filterbank [n_fft // 2 + 1,
@@ -30,7 +36,9 @@ import numpy as np
 
 # Axis order taking a Flax kernel to the flat (PyTorch) weight, per kind.
 KERNEL_AXES = {"conv": (2, 1, 0), "conv2d": (3, 2, 0, 1), "linear": (1, 0)}
-KINDS = tuple(KERNEL_AXES) + ("bn",)
+KINDS = tuple(KERNEL_AXES) + ("bn", "tensor")
+# Top-level Flax params (name prefixes) of a family that are not part of its audio export.
+NOT_EXPORTED = {"dcue": ("user_table", "user_head_"), "zero_shot": ("label_projection",)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,14 +144,72 @@ def mel_cnn2d_layout(kw: dict) -> list[Entry]:
   return entries + [Entry("dense", ("Dense_0",), "linear")]
 
 
+def mel_conv_branch(name: str, flax_path: tuple[str, ...], kw: dict) -> list[Entry]:
+  """``models.branches.MelConvBranch``: ``NAME.convs.i.conv`` <- ``Conv_i`` (+ ``NAME.convs.i.bn``
+  <- ``BatchNorm_i`` with ``batch_norm``)."""
+  entries = []
+  for i in range(len(kw["channels"])):
+    entries.append(Entry(f"{name}.convs.{i}.conv", flax_path + (f"Conv_{i}",), "conv"))
+    if kw.get("batch_norm"):
+      entries.append(Entry(f"{name}.convs.{i}.bn", flax_path + (f"BatchNorm_{i}",), "bn"))
+  return entries
+
+
+def dcue_layout(kw: dict) -> list[Entry]:
+  """DCUE's audio branch (papers.md 8.3): ``audio.convs.i``, ``item_projection``."""
+  return mel_conv_branch("audio", ("audio",), kw) + [
+      Entry("item_projection", ("item_projection",), "linear")]
+
+
+def zero_shot_layout(kw: dict) -> list[Entry]:
+  """The zero-shot audio branch (papers.md 11.3): ``audio.convs.i``."""
+  return mel_conv_branch("audio", ("audio",), kw)
+
+
+def embedding_net_backbone(kw: dict) -> tuple[str, dict]:
+  """``(family, all constructor fields)`` of an ``embedding_net``'s backbone, as the Flax model
+  builds it (``EmbeddingNet.make_backbone``: defaults, ``sample_rate``, ``num_outputs=1``)."""
+  import musicrep_jax.models  # noqa: F401  (registers models)
+  from musicrep_jax.config_loading import constructor_kwargs
+  from musicrep_jax.registry import MODELS
+  from musicrep_jax.serving.export import model_kwargs
+
+  backbone = MODELS.get("embedding_net")(**constructor_kwargs(kw)).make_backbone(parent=None)
+  return kw["backbone"], model_kwargs(backbone)
+
+
+def embedding_net_layout(kw: dict) -> list[Entry]:
+  """``embedding_net`` (papers 4, 9, 13, 14): the backbone's entries under ``backbone.``,
+  ``projection`` (``embedding_dim`` > 0), ``mask_weights`` (learned CSN masks), and the head:
+  ``head`` (dense), ``heads.g`` (disentangled dense, one per subspace) or ``proxies``."""
+  family, backbone_kw = embedding_net_backbone(kw)
+  entries = [dataclasses.replace(e, name=f"backbone.{e.name}", flax_path=("backbone",) +
+                                 e.flax_path) for e in layout(family, backbone_kw)]
+  if kw["embedding_dim"]:
+    entries.append(Entry("projection", ("projection",), "linear"))
+  if kw["num_subspaces"] and kw["mask_mode"] == "learned":
+    entries.append(Entry("mask_weights", ("mask_weights",), "tensor"))
+  if kw["head"] == "proxy":
+    entries.append(Entry("proxies", ("proxies",), "tensor"))
+  elif kw["head"] == "dense" and kw["disentangled"]:
+    entries += [Entry(f"heads.{g}", (f"head_{g}",), "linear")
+                for g in range(len(kw["head_groups"]))]
+  elif kw["head"] == "dense":
+    entries.append(Entry("head", ("head",), "linear"))
+  return entries
+
+
 LAYOUTS: dict[str, Callable[[dict], list[Entry]]] = {
     "sample_cnn": sample_cnn_layout,
     "resemul": resemul_layout,
     "mel_dcnn": mel_dcnn_layout,
     "mel_frame_cnn": mel_frame_cnn_layout,
     "mel_cnn2d": mel_cnn2d_layout,
+    "embedding_net": embedding_net_layout,
+    "dcue": dcue_layout,
+    "zero_shot": zero_shot_layout,
 }
-MEL_FAMILIES = ("mel_dcnn", "mel_frame_cnn", "mel_cnn2d")
+MEL_FAMILIES = ("mel_dcnn", "mel_frame_cnn", "mel_cnn2d", "dcue", "zero_shot")
 
 
 def layout(family: str, kwargs: dict) -> list[Entry]:
@@ -155,7 +221,12 @@ def layout(family: str, kwargs: dict) -> list[Entry]:
 
 
 def frontend_buffers(family: str, kwargs: dict) -> dict[str, np.ndarray]:
-  """Constant front-end tensors of mel families (``{}`` for raw-waveform ones), float32."""
+  """Constant front-end tensors of mel families (``{}`` for raw-waveform ones), float32; an
+  ``embedding_net``'s are its backbone's, under ``backbone.``."""
+  if family == "embedding_net":
+    backbone, backbone_kw = embedding_net_backbone(kwargs)
+    return {f"backbone.{name}": array
+            for name, array in frontend_buffers(backbone, backbone_kw).items()}
   if family not in MEL_FAMILIES:
     return {}
   from musicrep_jax.frontends.mel import hann_window, mel_filterbank
@@ -167,13 +238,17 @@ def frontend_buffers(family: str, kwargs: dict) -> dict[str, np.ndarray]:
               kwargs["sample_rate"], kwargs["n_fft"], kwargs["n_mels"]), np.float32)}
 
 
-def _tensor_names(entry: Entry) -> list[tuple[str, str, str]]:
-  """``(flat name, collection, Flax leaf)`` of each tensor of ``entry``."""
+def _tensor_names(entry: Entry) -> list[tuple[str, tuple[str, ...]]]:
+  """``(flat name, Flax path incl. collection and leaf)`` of each tensor of ``entry``."""
+  if entry.kind == "tensor":
+    return [(entry.name, ("params",) + entry.flax_path)]
   if entry.kind == "bn":
-    return [(f"{entry.name}.weight", "params", "scale"), (f"{entry.name}.bias", "params", "bias"),
-            (f"{entry.name}.running_mean", "batch_stats", "mean"),
-            (f"{entry.name}.running_var", "batch_stats", "var")]
-  return [(f"{entry.name}.weight", "params", "kernel"), (f"{entry.name}.bias", "params", "bias")]
+    leaves = [("weight", "params", "scale"), ("bias", "params", "bias"),
+              ("running_mean", "batch_stats", "mean"), ("running_var", "batch_stats", "var")]
+  else:
+    leaves = [("weight", "params", "kernel"), ("bias", "params", "bias")]
+  return [(f"{entry.name}.{suffix}", (collection,) + entry.flax_path + (leaf,))
+          for suffix, collection, leaf in leaves]
 
 
 def _kernel_to_flat(kind: str, leaf: str, array: np.ndarray, inverse: bool = False):
@@ -181,6 +256,16 @@ def _kernel_to_flat(kind: str, leaf: str, array: np.ndarray, inverse: bool = Fal
     return array
   axes = KERNEL_AXES[kind]
   return array.transpose(np.argsort(axes) if inverse else axes)
+
+
+def audio_variables(family: str, variables: dict) -> dict:
+  """``variables`` without the family's ``NOT_EXPORTED`` parameters (DCUE's user branch, the
+  zero-shot label branch): what the audio-only forward and the export use."""
+  drop = NOT_EXPORTED.get(family, ())
+  if not drop:
+    return variables
+  return {collection: {k: v for k, v in tree.items() if not k.startswith(drop)}
+          for collection, tree in variables.items()}
 
 
 def _lookup(tree: dict, path: tuple[str, ...], what: str):
@@ -205,10 +290,9 @@ def to_flat(entries: list[Entry], variables: dict) -> dict[str, np.ndarray]:
   """
   flat, used = {}, set()
   for entry in entries:
-    for name, collection, leaf in _tensor_names(entry):
-      path = (collection,) + entry.flax_path + (leaf,)
+    for name, path in _tensor_names(entry):
       array = np.asarray(_lookup(variables, path, "the Flax variables"), np.float32)
-      flat[name] = np.ascontiguousarray(_kernel_to_flat(entry.kind, leaf, array))
+      flat[name] = np.ascontiguousarray(_kernel_to_flat(entry.kind, path[-1], array))
       used.add(path)
   left = _leaf_paths({k: variables[k] for k in ("params", "batch_stats") if k in variables})
   if left - used:
@@ -220,12 +304,13 @@ def from_flat(entries: list[Entry], flat: dict[str, np.ndarray]) -> dict:
   """Inverse of ``to_flat``: ``{flat name: array}`` -> Flax ``{"params", "batch_stats"}``."""
   variables: dict = {"params": {}, "batch_stats": {}}
   for entry in entries:
-    for name, collection, leaf in _tensor_names(entry):
+    for name, path in _tensor_names(entry):
       if name not in flat:
         raise KeyError(f"tensor {name!r} is missing")
-      array = _kernel_to_flat(entry.kind, leaf, np.asarray(flat[name], np.float32), inverse=True)
-      node = variables[collection]
-      for key in entry.flax_path:
+      array = _kernel_to_flat(entry.kind, path[-1], np.asarray(flat[name], np.float32),
+                              inverse=True)
+      node = variables
+      for key in path[:-1]:
         node = node.setdefault(key, {})
-      node[leaf] = np.ascontiguousarray(array)
+      node[path[-1]] = np.ascontiguousarray(array)
   return variables

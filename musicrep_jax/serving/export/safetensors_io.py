@@ -57,6 +57,7 @@ class ModelHeader:
 
 def flat_tensors(header: ModelHeader, variables: dict) -> dict[str, np.ndarray]:
   """Flax variables -> every tensor the file holds (weights, then front-end buffers)."""
+  variables = layout.audio_variables(header.family, variables)
   flat = layout.to_flat(layout.layout(header.family, header.kwargs), variables)
   flat.update(layout.frontend_buffers(header.family, header.kwargs))
   # safetensors writes raw buffers: anything not in C order would be stored scrambled.
@@ -64,11 +65,17 @@ def flat_tensors(header: ModelHeader, variables: dict) -> dict[str, np.ndarray]:
 
 
 def write(path: str | os.PathLike, header: ModelHeader, variables: dict) -> dict[str, np.ndarray]:
-  """Writes ``path``; returns the tensors written."""
-  from safetensors.numpy import save_file
+  """Writes ``path`` (replaced atomically; mode ``0666 & ~umask`` like any new file: the
+  package's ``save_file`` renames a ``0600`` temporary file into place); returns the tensors
+  written."""
+  from safetensors.numpy import save
 
   flat = flat_tensors(header, variables)
-  save_file(flat, os.fspath(path), metadata=header.to_metadata())
+  path = os.fspath(path)
+  partial = f"{path}.partial"
+  with open(partial, "wb") as f:
+    f.write(save(flat, metadata=header.to_metadata()))
+  os.replace(partial, path)
   return flat
 
 

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from musicrep_jax.serving.export import eval_apply
+
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 
 
@@ -26,7 +28,7 @@ def export(model, variables: dict, input_length: int,
   variables = jax.tree.map(jnp.asarray, variables)
 
   def forward(audio):
-    return model.apply(variables, audio, train=False)
+    return eval_apply(model, variables, audio)
 
   batch = jax.export.symbolic_shape("batch")[0]
   spec = jax.ShapeDtypeStruct((batch, input_length, 1), jnp.float32)

@@ -3,7 +3,9 @@
 Every mirror takes the Flax model's constructor fields
 (``musicrep_jax.serving.export.model_kwargs``),
 takes audio ``[batch, time, 1]`` (the Flax layout) or ``[batch, 1, time]`` (NCW), and returns
-``{"logits": [batch, num_outputs], "embedding": [batch, d]}`` like the Flax model. Its
+``{"logits": [batch, num_outputs], "embedding": [batch, d]}`` like the Flax model (embedding
+models: ``EmbeddingNetMirror`` wraps its backbone's mirror and has ``logits`` only with a head;
+``DCUEMirror`` and ``ZeroShotMirror`` are the audio branches, ``embedding`` only). Its
 ``state_dict`` names are exactly ``musicrep_jax.serving.export.layout`` (docs/export.md), so a
 safetensors export loads with ``load_flat``. This is the project's one PyTorch implementation:
 ``bench/torch_sample_cnn.py`` benchmarks ``SampleCNNMirror``.
@@ -479,8 +481,181 @@ class MelCNN2DMirror(_MelMirror):
     return {"logits": self.dense(self.dropout(embedding)), "embedding": embedding}
 
 
+class BranchConv(nn.Module):
+  """One conv of ``models.branches.MelConvBranch``: Conv1d ('same') [+ BatchNorm1d, Flax's
+  defaults momentum 0.9, epsilon 1e-5]; sub-modules ``conv`` [, ``bn``]."""
+
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: int, batch_norm: bool):
+    super().__init__()
+    self.kernel_size = kernel_size
+    self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)
+    self.bn = nn.BatchNorm1d(out_channels, eps=1e-5, momentum=0.1) if batch_norm else None
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    x = self.conv(F.pad(x, same_padding(x.shape[-1], self.kernel_size, 1)))
+    return self.bn(x) if self.bn is not None else x
+
+
+class MelConvBranchMirror(nn.Module):
+  """``models.branches.MelConvBranch`` on ``[batch, n_mels, frames]``: per layer conv [+ BN],
+  ReLU (not after the last unless ``last_relu``), MaxPool(p); global average -> ``[batch, C]``."""
+
+  def __init__(self, in_channels: int, channels: Sequence[int], kernel_sizes: Sequence[int],
+               pool_sizes: Sequence[int], last_relu: bool, batch_norm: bool):
+    super().__init__()
+    if not len(channels) == len(kernel_sizes) == len(pool_sizes):
+      raise ValueError("channels, kernel_sizes and pool_sizes need one entry per conv layer")
+    cins = (in_channels,) + tuple(channels[:-1])
+    self.convs = nn.ModuleList(BranchConv(cin, c, k, batch_norm)
+                               for cin, c, k in zip(cins, channels, kernel_sizes))
+    self.pool_sizes, self.last_relu = tuple(pool_sizes), last_relu
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    last = len(self.convs) - 1
+    for i, (conv, p) in enumerate(zip(self.convs, self.pool_sizes)):
+      x = conv(x)
+      if i < last or self.last_relu:
+        x = F.relu(x)
+      if p > 1:
+        x = F.max_pool1d(x, p, p)
+    return x.mean(dim=-1)
+
+
+class DCUEMirror(_MelMirror):
+  """``models.dcue.DCUE``'s audio side (papers.md 8.3): mel front end, ``audio`` branch,
+  ``item_projection`` -> ``embedding`` (item head 0). The user branch (``num_users``,
+  ``user_hidden``) is not exported; ``multi``'s extra item heads are not either."""
+
+  family = "dcue"
+
+  def __init__(self, num_users: int = 1, num_frames: int = 130,
+               channels: Sequence[int] = (128, 256, 256, 256, 256),
+               kernel_sizes: Sequence[int] = (4, 4, 4, 2, 1),
+               pool_sizes: Sequence[int] = (4, 4, 4, 2, 1), dim: int = 256,
+               user_hidden: int = 300, multi: bool = False, last_relu: bool = True,
+               batch_norm: bool = False, mel_mean: Optional[float] = PAPER_MEL_MEAN,
+               mel_std: Optional[float] = PAPER_MEL_STD, fft: str = "rfft", **frontend):
+    super().__init__()
+    frontend = dict(_MEL_DEFAULTS, **frontend)
+    self.kwargs = constructor_fields(locals())
+    self._init_frontend(num_frames, mel_mean=mel_mean, mel_std=mel_std, **frontend)
+    self.audio = MelConvBranchMirror(frontend["n_mels"], channels, kernel_sizes, pool_sizes,
+                                     last_relu, batch_norm)
+    self.item_projection = nn.Linear(channels[-1], dim)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    return {"embedding": self.item_projection(self.audio(self.mel(audio)))}
+
+
+class ZeroShotMirror(_MelMirror):
+  """``models.zero_shot.ZeroShotEmbedding``'s audio branch (papers.md 11.3): mel front end,
+  ``audio`` branch (last conv linear, no BatchNorm) -> ``embedding``. The label branch needs
+  the side-information vectors and is not exported."""
+
+  family = "zero_shot"
+
+  def __init__(self, num_frames: int = 130, channels: Sequence[int] = (128, 128, 128, 128, 100),
+               kernel_sizes: Sequence[int] = (4, 4, 4, 2, 1),
+               pool_sizes: Sequence[int] = (4, 4, 4, 2, 1),
+               mel_mean: Optional[float] = PAPER_MEL_MEAN, mel_std: Optional[float] = PAPER_MEL_STD,
+               fft: str = "rfft", **frontend):
+    super().__init__()
+    frontend = dict(_MEL_DEFAULTS, **frontend)
+    self.kwargs = constructor_fields(locals())
+    self._init_frontend(num_frames, mel_mean=mel_mean, mel_std=mel_std, **frontend)
+    self.audio = MelConvBranchMirror(frontend["n_mels"], channels, kernel_sizes, pool_sizes,
+                                     last_relu=False, batch_norm=False)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    return {"embedding": self.audio(self.mel(audio))}
+
+
+def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
+  """``ops.losses.l2_normalize``: ``x / max(||x||, 1e-12)`` over the last axis."""
+  return x * torch.rsqrt(torch.clamp((x * x).sum(dim=-1, keepdim=True), min=1e-24))
+
+
+class EmbeddingNetMirror(nn.Module):
+  """``models.embedding.EmbeddingNet`` (papers 4, 9, 13, 14): the backbone's mirror
+  (``backbone``; its ``embedding`` = ``features``), ``projection`` (``embedding_dim`` > 0) ->
+  ``embedding``; CSN ``masks`` (fixed disjoint, or ``relu(mask_weights)``); the head: ``head``
+  (dense), ``heads.g`` (disentangled dense) or ``proxies`` (cosine / temperature)."""
+
+  family = "embedding_net"
+
+  def __init__(self, backbone: str = "mel_dcnn", backbone_kwargs: Optional[dict] = None,
+               sample_rate: int = 22050, embedding_dim: int = 0, num_subspaces: int = 0,
+               mask_mode: str = "fixed", head: str = "none", disentangled: bool = False,
+               normalize: bool = True, num_outputs: int = 0,
+               head_groups: Sequence[Sequence[int]] = (), proxy_temperature: float = 0.1):
+    super().__init__()
+    self.kwargs = constructor_fields(locals())
+    from musicrep_jax.models.embedding import disjoint_masks
+
+    self.backbone = build_mirror(*layout.embedding_net_backbone(self.kwargs))
+    self.input_length = self.backbone.input_length
+    with torch.no_grad():
+      width = self.backbone(torch.zeros(1, self.input_length, 1))["embedding"].shape[-1]
+    dim = embedding_dim or width
+    self.projection = nn.Linear(width, embedding_dim) if embedding_dim else None
+    self.mask_weights = (nn.Parameter(torch.zeros(num_subspaces, dim))
+                         if num_subspaces and mask_mode == "learned" else None)
+    if num_subspaces and mask_mode != "learned":
+      self.register_buffer("fixed_masks", torch.from_numpy(disjoint_masks(num_subspaces, dim)),
+                           persistent=False)
+    self.head_kind, self.disentangled, self.normalize = head, disentangled, normalize
+    self.num_subspaces, self.proxy_temperature = num_subspaces, proxy_temperature
+    self.groups = [list(g) for g in head_groups]
+    self.proxies = (nn.Parameter(torch.randn(num_outputs, dim)) if head == "proxy" else None)
+    self.head = (nn.Linear(dim, num_outputs) if head == "dense" and not disentangled else None)
+    self.heads = (nn.ModuleList(nn.Linear(dim, len(g)) for g in self.groups)
+                  if head == "dense" and disentangled else None)
+    order = np.argsort(np.concatenate([np.asarray(g, np.int64) for g in self.groups])
+                       if self.groups else np.zeros(0, np.int64))
+    self.register_buffer("order", torch.from_numpy(order), persistent=False)
+    for module in (self.projection, self.head, *(self.heads or ())):
+      if module is not None:
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+  def _norm(self, x: torch.Tensor) -> torch.Tensor:
+    return _l2_normalize(x) if self.normalize else x
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    features = self.backbone(audio)["embedding"]
+    embedding = self.projection(features) if self.projection is not None else features
+    out = {"embedding": embedding, "features": features}
+    masks = None
+    if self.num_subspaces:
+      masks = (F.relu(self.mask_weights) if self.mask_weights is not None
+               else self.fixed_masks)
+      out["masks"] = masks
+    if self.head_kind == "none":
+      return out
+    if not self.disentangled:
+      if self.head is not None:
+        out["logits"] = self.head(self._norm(embedding))
+      else:
+        out["logits"] = (_l2_normalize(embedding) @ _l2_normalize(self.proxies).T
+                         / self.proxy_temperature)
+      return out
+    columns = []
+    for g, group in enumerate(self.groups):
+      sub = embedding * masks[g]
+      if self.heads is not None:
+        columns.append(self.heads[g](self._norm(sub)))
+      else:
+        proxies = self.proxies[group] * masks[g]
+        columns.append(_l2_normalize(sub) @ _l2_normalize(proxies).T / self.proxy_temperature)
+    out["logits"] = torch.cat(columns, dim=-1)[:, self.order]
+    return out
+
+
 MIRRORS = {cls.family: cls for cls in (SampleCNNMirror, ReSEMirror, MelDCNNMirror,
-                                        MelFrameCNNMirror, MelCNN2DMirror)}
+                                        MelFrameCNNMirror, MelCNN2DMirror, EmbeddingNetMirror,
+                                        DCUEMirror, ZeroShotMirror)}
 
 
 def build_mirror(family: str, kwargs: dict) -> nn.Module:
@@ -512,7 +687,8 @@ def load_flat(model: nn.Module, flat: dict[str, np.ndarray]) -> None:
 
 
 def load_flax_variables(model: nn.Module, variables: dict) -> None:
-  """Copies Flax ``{"params", "batch_stats"}`` of the mirrored model into ``model`` in place."""
+  """Copies Flax ``{"params", "batch_stats"}`` of the mirrored model into ``model`` in place
+  (parameters the export leaves out, ``layout.NOT_EXPORTED``, are ignored)."""
   header = safetensors_io.ModelHeader(model.family, model.kwargs, 0, model.input_length)
   load_flat(model, safetensors_io.flat_tensors(header, variables))
 

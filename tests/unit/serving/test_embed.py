@@ -64,13 +64,14 @@ def test_embeddings_equal_the_model_on_whole_decoded_files(workdir, tiny_data_di
   (tmp_path / "bad.wav").write_bytes(b"RIFF" + b"\0" * 60)
   inputs = [str(tmp_path), str(tmp_path / "missing.wav")]
   trained = load_trained(workdir, str(tiny_data_dir))
-  forward, scores_name = embed.make_forward(trained, 4)
+  forward, spec = embed.make_forward(trained, 4)
+  scores_name = spec.scores
   paths = embed.list_audio_files(inputs)
   summary = embed.embed_files(paths, forward, sample_rate=SR, input_length=trained.input_length,
                               out_dir=tmp_path / "out", batch_size=4, block_seconds=0.37,
                               per_segment=True, scores_name=scores_name,
                               output_names=trained.tag_names, progress=False)
-  assert (summary["files"], summary["ok"], summary["failed"]) == (5, 3, 2)
+  assert (summary["files"], summary["ok"], summary["skipped"], summary["failed"]) == (5, 3, 0, 2)
 
   rows = {pathlib_name(r["path"]): r for r in csv.DictReader(open(tmp_path / "out/index.csv"))}
   assert rows["missing.wav"]["reason"] == "missing file"
@@ -104,3 +105,79 @@ def test_embeddings_equal_the_model_on_whole_decoded_files(workdir, tiny_data_di
 
 def pathlib_name(path: str) -> str:
   return path.rsplit("/", 1)[-1]
+
+
+def _cut(path, fraction):
+  """``path`` cut to ``fraction`` of its bytes (a download or copy that stopped early)."""
+  data = path.read_bytes()
+  path.write_bytes(data[:int(len(data) * fraction)])
+  return path
+
+
+def test_unsupported_and_truncated_files_are_skipped_with_their_reason(workdir, tiny_data_dir,
+                                                                       tmp_path):
+  """A folder's ``.m4a`` is listed and skipped (libsndfile has no AAC); a truncated FLAC
+  (STREAMINFO knows the length; decoding fails at the cut) and a truncated MP3 (when this
+  libsndfile writes MP3; its header knows the length, decoding just ends early) are skipped as
+  truncated, not embedded as if whole; a complete MP3 is embedded."""
+  folder = tmp_path / "in"
+  folder.mkdir()
+  _write(folder / "ok.wav", 1.0, SR)
+  (folder / "song.m4a").write_bytes(b"\0\0\0\x20ftypM4A " + bytes(200))
+  (folder / "cover.jpg").write_bytes(b"not audio")  # Not audio at all: not listed.
+  _cut(_write(folder / "cut.flac", 3.0, SR), 0.5)
+  has_mp3 = "MP3" in sf.available_formats()
+  if has_mp3:
+    rng = np.random.default_rng(3)
+    for name in ("whole.mp3", "cut.mp3"):
+      sf.write(folder / name, (0.2 * rng.standard_normal(3 * SR)).astype(np.float32), SR,
+               format="MP3", subtype="MPEG_LAYER_III")
+    _cut(folder / "cut.mp3", 0.5)
+  trained = load_trained(workdir, str(tiny_data_dir))
+  forward, spec = embed.make_forward(trained, 4)
+  paths = embed.list_audio_files([folder])
+  assert "cover.jpg" not in {p.name for p in paths} and "song.m4a" in {p.name for p in paths}
+  summary = embed.embed_files(paths, forward, sample_rate=SR, input_length=trained.input_length,
+                              out_dir=tmp_path / "out", batch_size=4, scores_name=spec.scores,
+                              progress=False)
+  rows = {pathlib_name(r["path"]): r for r in csv.DictReader(open(tmp_path / "out/index.csv"))}
+  assert rows["song.m4a"]["status"] == "skipped"
+  assert rows["song.m4a"]["reason"].startswith("unsupported format .m4a")
+  assert rows["cut.flac"]["status"] == "skipped", rows["cut.flac"]
+  assert rows["cut.flac"]["reason"].startswith("truncated: decoded ")
+  assert "of the 3.00 s its header declares" in rows["cut.flac"]["reason"]
+  assert rows["ok.wav"]["status"] == "ok"
+  expected_ok = 1
+  if has_mp3:
+    assert rows["whole.mp3"]["status"] == "ok"
+    assert rows["cut.mp3"]["status"] == "skipped" and "truncated" in rows["cut.mp3"]["reason"]
+    expected_ok = 2
+  assert (summary["ok"], summary["skipped"], summary["failed"]) == (
+      expected_ok, len(rows) - expected_ok, 0)
+  assert np.load(tmp_path / "out/embeddings.npy").shape[0] == expected_ok
+
+
+def test_embed_command_exits_2_when_nothing_was_embedded(workdir, tiny_data_dir, tmp_path,
+                                                         capsys):
+  """The command's result when every file failed or was skipped: one ``UserError`` naming the
+  counts (the CLI prints it as one ``error:`` line and exits 2), after the index is written and
+  each file's reason printed."""
+  import argparse
+
+  from musicrep_jax.commands import embed as embed_command
+  from musicrep_jax.errors import UserError
+
+  (tmp_path / "a.m4a").write_bytes(bytes(64))
+  (tmp_path / "bad.wav").write_bytes(b"RIFF" + bytes(60))
+  parser = argparse.ArgumentParser()
+  embed_command.add_arguments(parser)
+  args = parser.parse_args([str(tmp_path / "a.m4a"), str(tmp_path / "bad.wav"), "--workdir",
+                            str(workdir), "--data-dir", str(tiny_data_dir), "--out",
+                            str(tmp_path / "out"), "--no-progress"])
+  with pytest.raises(UserError, match=r"None of the 2 files was embedded \(1 skipped, 1 "
+                                      r"failed; reasons in .*index.csv\)"):
+    embed_command.run(args, [])
+  err = capsys.readouterr().err
+  assert "skipped " in err and "unsupported format .m4a" in err and "failed " in err
+  assert "error:" not in err  # The CLI adds the one error line.
+  assert (tmp_path / "out/index.csv").exists()

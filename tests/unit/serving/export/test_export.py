@@ -15,9 +15,13 @@ import numpy as np
 import pytest
 
 from musicrep_jax.serving.export import exporter, layout, model_family, model_kwargs
+from musicrep_jax.serving.inference import audio_outputs
+from musicrep_jax.models.dcue import DCUE
+from musicrep_jax.models.embedding import EmbeddingNet
 from musicrep_jax.models.mel_cnn import MelDCNN, MelFrameCNN
 from musicrep_jax.models.resemul import SampleCNNBlocks
 from musicrep_jax.models.sample_cnn import SampleCNN
+from musicrep_jax.models.zero_shot import ZeroShotEmbedding
 from musicrep_jax.registry import MODELS
 from tests.helpers import random_batch_stats
 
@@ -42,12 +46,37 @@ for _block in ("se", "res1", "rese2"):
 MODELS_UNDER_TEST["resemul_rese2_same_head"] = SampleCNNBlocks(
     num_outputs=5, block="rese2", m=3, n=3, channels=(4, 4, 8, 8), first_padding="SAME",
     multi_level=False, head_width=6, amplifying_ratio=2.0)
+# Embedding models (audio side): embedding_net on paper 4's DCNN with every head and mask kind,
+# DCUE's audio branch (with BatchNorm; multi) and the zero-shot audio branch.
+DCNN = dict(num_frames=33, channels=(8, 8, 16), kernel_sizes=(4, 2, 1), pool_sizes=(4, 2, 1),
+            n_fft=256, hop_length=128, n_mels=32)
+MODELS_UNDER_TEST.update({
+    "embedding_net": EmbeddingNet(sample_rate=16000, backbone_kwargs=DCNN),
+    "embedding_net_classifier": EmbeddingNet(sample_rate=16000, backbone_kwargs=DCNN,
+                                             head="dense", num_outputs=5, normalize=False),
+    "embedding_net_proxy": EmbeddingNet(sample_rate=16000, backbone_kwargs=DCNN,
+                                        embedding_dim=12, head="proxy", num_outputs=5),
+    "embedding_net_csn": EmbeddingNet(sample_rate=16000, backbone_kwargs=DCNN, embedding_dim=12,
+                                      num_subspaces=2, head="dense", disentangled=True,
+                                      num_outputs=5, head_groups=((0, 3), (1, 2, 4))),
+    "embedding_net_csn_learned_proxy": EmbeddingNet(
+        sample_rate=16000, backbone_kwargs=DCNN, embedding_dim=12, num_subspaces=2,
+        mask_mode="learned", head="proxy", disentangled=True, num_outputs=5,
+        head_groups=((4, 0), (1, 2, 3))),
+    "dcue": DCUE(num_users=7, num_frames=33, channels=(8, 8, 16), kernel_sizes=(4, 2, 1),
+                 pool_sizes=(2, 2, 1), dim=6, user_hidden=5, last_relu=False, batch_norm=True,
+                 **MEL),
+    "dcue_multi": DCUE(num_users=7, num_frames=40, channels=(8, 8, 8, 8, 16), dim=6,
+                       user_hidden=5, multi=True, pool_sizes=(2, 2, 2, 2, 1), **MEL),
+    "zero_shot": ZeroShotEmbedding(num_frames=33, channels=(8, 8, 12), kernel_sizes=(4, 2, 1),
+                                   pool_sizes=(2, 2, 1), **MEL),
+})
 if "mel_cnn2d" in MODELS.names():  # The 2-D baseline (mel_cnn.MelCNN2D), when present.
   MODELS_UNDER_TEST["mel_cnn2d"] = MODELS.get("mel_cnn2d")(
       num_outputs=5, sample_rate=8000, n_fft=256, hop_length=128, n_mels=24, num_frames=40,
       channels=(4, 8, 8), pools_mel_time=((2, 2), (3, 4), (2, 2)))
 # One of each family in every format (ONNX export costs ~3-6 s per model).
-EVERY_FORMAT = ["sample_cnn", "resemul_rese2", "mel_dcnn"] + (
+EVERY_FORMAT = ["sample_cnn", "resemul_rese2", "mel_dcnn", "embedding_net_csn", "dcue"] + (
     ["mel_cnn2d"] if "mel_cnn2d" in MODELS_UNDER_TEST else [])
 
 
@@ -58,7 +87,7 @@ def _perturbed(variables: dict, seed: int) -> dict:
   params = jax.tree.map(lambda x: np.asarray(x) + rng.normal(0, 0.1, x.shape).astype(np.float32),
                         variables["params"])
   return {"params": params, "batch_stats": jax.device_get(
-      random_batch_stats(variables["batch_stats"], seed + 1))}
+      random_batch_stats(variables.get("batch_stats", {}), seed + 1))}
 
 
 class _Cases(dict):
@@ -132,7 +161,8 @@ def test_every_format_reproduces_flax(cases, name, tmp_path):
 
   model, variables, _, _ = cases[name]
   info = exporter.export_model(model, variables, tmp_path, sample_rate=16000,
-                               tag_names=[f"t{i}" for i in range(model.num_outputs)])
+                               tag_names=[f"t{i}" for i in range(getattr(model, "num_outputs",
+                                                                         0))])
   assert set(info["formats"]) == {"safetensors", "onnx", "stablehlo"}
   assert json.loads((tmp_path / "export_info.json").read_text())["family"] == model_family(model)
 
@@ -141,10 +171,14 @@ def test_every_format_reproduces_flax(cases, name, tmp_path):
   reference = exporter.flax_outputs(model, variables, audio)
   mirror, header = torch_mirror.mirror_from_safetensors(tmp_path / "model.safetensors")
   assert (header.family, header.input_length) == (model_family(model), model.input_length)
-  assert header.tag_names[:2] == ("t0", "t1") and header.sample_rate == 16000
-  _assert_parity(torch_mirror.forward_numpy(mirror, audio), reference)
-  _assert_parity(onnx_export.run_onnx(tmp_path / "model.onnx", audio), reference)
-  _assert_parity(stablehlo.run((tmp_path / "model.stablehlo").read_bytes(), audio), reference)
+  assert header.tag_names[:2] == (("t0", "t1") if "logits" in reference else ())
+  assert header.sample_rate == 16000
+  outputs = audio_outputs(model)
+  assert info["outputs"] == list(outputs)
+  _assert_parity(torch_mirror.forward_numpy(mirror, audio), reference, outputs)
+  _assert_parity(onnx_export.run_onnx(tmp_path / "model.onnx", audio), reference, outputs)
+  _assert_parity(stablehlo.run((tmp_path / "model.stablehlo").read_bytes(), audio), reference,
+                 outputs)
   _, flax_back = safetensors_io.read_flax_variables(tmp_path / "model.safetensors")
   jax.tree.map(np.testing.assert_array_equal, flax_back["params"], variables["params"])
 
