@@ -1,12 +1,16 @@
-"""Fixtures only (helpers are in tests/helpers.py): a prepared tiny synthetic dataset and a
-private cache for the whole session.
+"""Fixtures only (helpers are in tests/helpers.py): a prepared tiny synthetic dataset, a private
+cache for the whole session, and a GCS API emulator on 127.0.0.1 (``gcs_emulator``).
 
 The suite runs on one CPU device in-process; tests that need 8 fake devices or several processes
 start subprocesses with their own ``XLA_FLAGS``.
 """
 
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 
 import pytest
 
@@ -20,3 +24,92 @@ def tiny_data_dir(tmp_path_factory):
   from tests.helpers import synthetic_shards
 
   return synthetic_shards(tmp_path_factory, "tiny_synthetic", num_clips=120, clip_seconds=2.0)
+
+
+# The emulator, started with one fix: its downloads and object resources lack GCS's
+# ``x-goog-generation`` and ``x-goog-metageneration`` response headers, without which TensorStore
+# rejects reads and writes ("Malformed StorageGeneration"), so Orbax's OCDBT checkpoints fail.
+# Preconditions (``ifGenerationMatch``) are still ignored by the emulator; one writer needs none.
+_EMULATOR_MAIN = """
+import sys
+from gcp_storage_emulator import server
+from gcp_storage_emulator.handlers import objects
+
+_download = objects.download
+
+def download(request, response, storage, *args, **kwargs):
+  _download(request, response, storage, *args, **kwargs)
+  try:
+    obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+  except Exception:
+    return
+  response["x-goog-generation"] = str(obj["generation"])
+  response["x-goog-metageneration"] = str(obj["metageneration"])
+
+def json_with_generation(self, obj, _json=server.Response.json):
+  _json(self, obj)
+  if isinstance(obj, dict) and "generation" in obj and "metageneration" in obj:
+    self["x-goog-generation"] = str(obj["generation"])
+    self["x-goog-metageneration"] = str(obj["metageneration"])
+
+server.Response.json = json_with_generation
+objects.download = download  # objects.get(alt=media) calls it by this name.
+server.HANDLERS = tuple((pattern, {k: download if v is _download else v
+                                   for k, v in methods.items()})
+                        for pattern, methods in server.HANDLERS)
+server.create_server(sys.argv[1], int(sys.argv[2]), in_memory=True, default_bucket="bucket").run()
+"""
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+  """The ``gcp-storage-emulator`` package serving the GCS JSON API on 127.0.0.1 with a bucket
+  ``bucket`` (in memory), and every client of the package pointed at it for this process and its
+  subprocesses (``os.environ``; the returned dict holds the same settings):
+
+  - gcsfs (``etils.epath``'s gs:// backend): ``STORAGE_EMULATOR_HOST``; anonymous through fsspec's
+    ``FSSPEC_GCS_TOKEN=anon``; ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` keeps gcsfs' plain
+    ``GCSFileSystem`` instead of the extended one, whose gRPC storage-layout probe of the bucket
+    type (zonal / hierarchical namespace) waits about 60 s for an API the emulator lacks.
+  - TensorStore (Orbax's array writes): ``TENSORSTORE_GCS_HTTP_URL``; with no credentials found
+    it sends requests without any, and ``GCE_METADATA_ROOT`` points its metadata-server lookup at
+    the emulator (a 404: no credentials) instead of outside this machine.
+  """
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  url = f"http://127.0.0.1:{port}"
+  log = tmp_path_factory.mktemp("gcs_emulator") / "emulator.log"
+  with open(log, "w") as out:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _EMULATOR_MAIN, "127.0.0.1", str(port)],
+        stdout=out, stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + 30
+  while True:
+    try:
+      socket.create_connection(("127.0.0.1", port), timeout=1).close()
+      break
+    except OSError:
+      if proc.poll() is not None or time.monotonic() > deadline:
+        proc.kill()
+        raise RuntimeError(f"the GCS emulator did not start:\n{log.read_text()}") from None
+      time.sleep(0.1)
+  env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+         "GCE_METADATA_ROOT": f"127.0.0.1:{port}", "FSSPEC_GCS_TOKEN": "anon",
+         "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+  saved = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
+  import fsspec.config  # Read FSSPEC_* at import: set the token for this process too.
+
+  fsspec.config.conf.setdefault("gcs", {})["token"] = "anon"
+  try:
+    yield env
+  finally:
+    proc.terminate()
+    proc.wait(timeout=10)
+    fsspec.config.conf.get("gcs", {}).pop("token", None)
+    for key, value in saved.items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from musicrep_jax import storage
 from musicrep_jax.errors import UserError
 
 INFO_FILE = "dataset_info.json"
@@ -130,8 +131,13 @@ def open_shards(data_dir: str | os.PathLike, expected_sample_rate: int | None = 
 
   Raises:
     UserError: ``data_dir`` is missing, holds no prepared dataset or several, or its sample rate
-      differs from ``expected_sample_rate`` (``config.data.sample_rate``).
+      differs from ``expected_sample_rate`` (``config.data.sample_rate``); or ``data_dir`` is
+      remote (``gs://...``): ArrayRecord's reader opens local files only (``musicrep stage``).
   """
+  if storage.is_remote(data_dir):
+    raise UserError(f"The data dir {data_dir} is remote and ArrayRecord reads only local files; "
+                    f"copy it to this host with `musicrep stage --data-dir {data_dir} --out DIR` "
+                    f"(train and eval do this themselves) or mount the bucket with gcsfuse.")
   data_dir = pathlib.Path(data_dir).expanduser()
   if not data_dir.is_dir():
     raise UserError(f"The data dir {data_dir} does not exist; {PREPARE_HINT}.")

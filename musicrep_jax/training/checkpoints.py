@@ -10,6 +10,10 @@ the papers select by validation loss), kept in its own manager so that keeping t
 deletes the checkpoint a restart needs. A resume requires the same process count, per-process
 batch and Grain worker count as the run that saved (the iterator state is per worker).
 
+The workdir may be remote (``gs://...``, ``musicrep_jax.storage``): Orbax writes arrays through
+TensorStore and marks a step finished with a commit file instead of a rename on GCS, so a run
+killed mid-save resumes from the last finished step there as it does locally.
+
 A finished workdir is restored in one place, ``musicrep_jax.training.trainer.restore_workdir``
 (it rebuilds the run to restore into); only it and the trainer's final test call
 ``Checkpoints.restore_state``.
@@ -24,13 +28,15 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from musicrep_jax import storage
+
 
 class Checkpoints:
   """The two checkpoint managers of a run."""
 
   def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, best_metric: str = "loss",
                best_mode: str = "min", async_save: bool = True):
-    workdir = pathlib.Path(workdir).absolute()
+    workdir = storage.as_path(workdir)  # Local, or gs:// (Orbax writes through TensorStore).
     self.best_metric = best_metric
     # Both managers may save the same step; on several processes their barriers need distinct
     # names (Orbax keys them by step alone: "Barrier _async_write_complete.20 already ongoing").

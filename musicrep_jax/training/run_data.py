@@ -5,6 +5,11 @@ into ``$MUSICREP_CACHE`` (default ``~/.cache/musicrep_jax``) under a name derive
 settings, so the README's first command needs nothing else. Each process renders its own copy if
 missing (hosts of a pod do not share disks); a file lock keeps processes of one machine from
 racing.
+
+A remote ``--data-dir`` (``gs://...``, any ``etils.epath`` URI) is copied to this host first
+(``stage_data_dir``, into ``$MUSICREP_CACHE/staged/``): ArrayRecord's random access reads local
+files only. Every host copies the whole dataset (each reads rows of every shard); a dataset
+larger than a host's disk needs the bucket mounted with gcsfuse and that mount as ``--data-dir``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import pathlib
 
 import ml_collections
 
+from musicrep_jax import storage
 from musicrep_jax.errors import UserError
 
 
@@ -45,9 +51,39 @@ def ensure_synthetic(data: ml_collections.ConfigDict) -> pathlib.Path:
   return out
 
 
+def staged_dir(data_dir: str) -> pathlib.Path:
+  """Where ``stage_data_dir`` puts a remote ``data_dir`` by default: a cache folder named after
+  it (readable, and unique by a hash of the full URI)."""
+  text = str(data_dir).rstrip("/")
+  digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+  name = "-".join(p for p in text.split("://", 1)[-1].split("/")[-2:] if p)
+  return cache_root() / "staged" / f"{name}-{digest}"
+
+
+def stage_data_dir(data_dir: str, out: str | os.PathLike | None = None) -> pathlib.Path:
+  """Copies every file of the remote ``data_dir`` into the local folder ``out`` (default
+  ``staged_dir(data_dir)``), skipping files already there with the same size; -> ``out``.
+  A file lock keeps the processes of one machine from copying at once."""
+  if not storage.is_remote(data_dir):
+    raise UserError(f"{data_dir} is a local folder already; stage copies gs://... (or another "
+                    f"remote URI) to this host.")
+  source = storage.as_path(data_dir)
+  if not source.is_dir():
+    raise UserError(f"The data dir {data_dir} does not exist or holds no files.")
+  out = pathlib.Path(out).expanduser().absolute() if out else staged_dir(data_dir)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  with open(str(out) + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    print(f"Staging {data_dir} into {out} (ArrayRecord reads local files only) ...", flush=True)
+    files = storage.copy_tree(source, out)
+  if not files:
+    raise UserError(f"The data dir {data_dir} does not exist or holds no files.")
+  return out
+
+
 def resolve_shards(config: ml_collections.ConfigDict, data_dir: str | None):
   """-> ``musicrep_jax.data.shards.Shards`` for the run, checked against
-  ``config.data.sample_rate``."""
+  ``config.data.sample_rate``; a remote ``data_dir`` is staged to this host first."""
   from musicrep_jax.data.shards import open_shards
 
   if data_dir is None:
@@ -57,4 +93,6 @@ def resolve_shards(config: ml_collections.ConfigDict, data_dir: str | None):
           f"(see `musicrep prepare --help`), or train on the embedded corpus with "
           f"{config.get('config_file', 'the config')}:runlocal.")
     data_dir = ensure_synthetic(config.data)
+  elif storage.is_remote(data_dir):
+    data_dir = stage_data_dir(data_dir)
   return open_shards(data_dir, expected_sample_rate=config.data.sample_rate)

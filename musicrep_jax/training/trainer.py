@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 import signal
 import time
@@ -22,7 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from musicrep_jax import config_loading
+from musicrep_jax import config_loading, storage
 from musicrep_jax.data import pipeline as input_pipeline
 from musicrep_jax.errors import UserError
 from musicrep_jax.evaluators.common import evaluator_names, run_evaluators
@@ -59,11 +58,12 @@ class Run:
   evals: tuple = ()
 
 
-def build_run(config: ml_collections.ConfigDict, shards) -> Run:
+def build_run(config: ml_collections.ConfigDict, shards, devices=None) -> Run:
   """The run of ``config`` on ``shards``: the task bound to the data once
   (``task.bind(shards)``), the model built with the bound task's ``model_kwargs``, the compiled
-  steps, and the evaluators ``config.evals`` names (the task's ``default_evals`` when empty)."""
-  mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp)
+  steps, and the evaluators ``config.evals`` names (the task's ``default_evals`` when empty).
+  ``devices``: the mesh's devices (default all; ``plan`` passes a TPU topology's)."""
+  mesh = mesh_lib.make_mesh(config.mesh.data, config.mesh.fsdp, devices)
   mesh_lib.check_batch_size(config.batch_size, mesh)
   task = make_task(config).bind(shards)
   evals = evaluator_names(config.get("evals", ()), task)
@@ -189,7 +189,7 @@ def _fresh_accumulator(run: Run):
   return jax.device_put(steps.LogAccumulator.zeros(names), mesh_lib.replicated(run.mesh))
 
 
-def _checkpoints(workdir: pathlib.Path, config: ml_collections.ConfigDict,
+def _checkpoints(workdir: storage.AnyPath, config: ml_collections.ConfigDict,
                  async_save: bool) -> checkpoints.Checkpoints:
   return checkpoints.Checkpoints(workdir, keep=config.checkpoint.keep,
                                    best_metric=config.checkpoint.best_metric,
@@ -217,19 +217,18 @@ def _read_accumulator(acc) -> tuple[dict, int]:
   return {k: float(v) / count for k, v in host.sums.items()}, int(host.first_nonfinite_step)
 
 
-def _timing_path(workdir: pathlib.Path) -> pathlib.Path:
+def _timing_path(workdir: storage.AnyPath) -> storage.AnyPath:
   return workdir / "timing.json"
 
 
-def _write_timing(workdir: pathlib.Path, timing: dict) -> None:
-  """Writes ``timing.json`` atomically (a temporary file, then a rename): a run killed while
-  writing leaves the previous file, never a truncated one."""
-  partial = _timing_path(workdir).with_suffix(".json.partial")
-  partial.write_text(json.dumps(timing))
-  os.replace(partial, _timing_path(workdir))
+def _write_timing(workdir: storage.AnyPath, timing: dict) -> None:
+  """Writes ``timing.json`` atomically (``storage.write_text_atomic``: locally a temporary file,
+  then a rename; remotely one object upload): a run killed while writing leaves the previous
+  file, never a truncated one."""
+  storage.write_text_atomic(_timing_path(workdir), json.dumps(timing))
 
 
-def _read_timing(workdir: pathlib.Path) -> dict:
+def _read_timing(workdir: storage.AnyPath) -> dict:
   """The saved timing totals, or {} (with a note) when the file is missing or unreadable: the
   file only feeds the timing report, so it must never block a resume."""
   path = _timing_path(workdir)
@@ -244,9 +243,10 @@ def _read_timing(workdir: pathlib.Path) -> dict:
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
           data_dir: Optional[str] = None) -> dict:
-  """Trains (or resumes) a run in ``workdir``; returns a summary with the final test metrics."""
+  """Trains (or resumes) a run in ``workdir`` (a local folder, or ``gs://...`` or any
+  ``etils.epath`` URI: ``storage.as_path``); returns a summary with the final test metrics."""
   # --- Workdir and logging --------------------------------------------------------------------
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = storage.as_path(workdir)
   is_main = jax.process_index() == 0
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -341,6 +341,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         ckpt.save(step, state, train_it)
         if is_main:
           _write_timing(workdir, timing)
+        writer.flush()  # A remote workdir's metrics and events go up with each checkpoint.
         timing["checkpoint_s"] += time.perf_counter() - t0
         interval_start = time.perf_counter()
       if stop_now:
@@ -386,7 +387,7 @@ class Restored:
   state: Any
   step: int
   config: ml_collections.ConfigDict
-  workdir: pathlib.Path
+  workdir: storage.AnyPath
 
   @property
   def variables(self) -> dict:
@@ -404,9 +405,10 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
   configs; the task takes the number of outputs, tag names etc. from them) and restores the
   ``which`` checkpoint into it: ``"best"`` (the latest when the run kept no best) or
   ``"latest"``. ``UserError`` for a folder without ``config.json`` or without a checkpoint,
-  and for a checkpoint that does not fit the model built on ``data_dir``.
+  and for a checkpoint that does not fit the model built on ``data_dir``. ``workdir`` may be
+  remote (``gs://...``: ``storage.as_path``).
   """
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = storage.as_path(workdir)
   config_file = workdir / "config.json"
   if not config_file.exists():
     raise UserError(f"{workdir} is not a training workdir (no config.json); "

@@ -2,6 +2,12 @@
 
 Only process 0 writes. Each JSONL line is ``{"step": int, "split": str, <metric>: float, ...}``;
 TensorBoard tags are ``<split>/<metric>``.
+
+A remote run directory (``gs://...``, any ``etils.epath`` URI) cannot be appended to, so the
+writer keeps both files in a local folder and copies them up whole at each ``flush`` (the trainer
+flushes after every checkpoint) and at ``close``; an existing remote ``metrics.jsonl`` is copied
+down first, so a resumed run appends to it as it does locally. Event files keep their own names
+(one per session, as TensorBoard expects; remote ones end in a unique suffix).
 """
 
 from __future__ import annotations
@@ -9,25 +15,36 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import shutil
+import tempfile
 import time
 
 import jax
+
+from musicrep_jax import storage
 
 
 class MetricWriter:
   """Writes scalars for one run directory; a no-op on processes other than 0."""
 
   def __init__(self, logdir: str | pathlib.Path):
-    self.logdir = pathlib.Path(logdir)
+    self.logdir = storage.as_path(logdir)
     self.active = jax.process_index() == 0
     self._tb = None
     self._jsonl = None
+    self._local = None  # The local mirror of a remote logdir.
     if self.active:
       self.logdir.mkdir(parents=True, exist_ok=True)
       from tensorboardX import SummaryWriter  # Lazy: only the writing process needs it.
 
-      self._tb = SummaryWriter(str(self.logdir / "tensorboard"))
-      self._jsonl = open(self.logdir / "metrics.jsonl", "a", buffering=1)
+      local, suffix = self.logdir, ""
+      if storage.is_remote(self.logdir):
+        local = self._local = pathlib.Path(tempfile.mkdtemp(prefix="musicrep-metrics-"))
+        suffix = "." + local.name  # Unique: two sessions in one second must not share a name.
+        if (self.logdir / "metrics.jsonl").exists():
+          storage.download_file(self.logdir / "metrics.jsonl", local / "metrics.jsonl")
+      self._tb = SummaryWriter(str(local / "tensorboard"), filename_suffix=suffix)
+      self._jsonl = open(local / "metrics.jsonl", "a", buffering=1)
 
   def write(self, step: int, split: str, scalars: dict) -> None:
     if not self.active:
@@ -44,15 +61,27 @@ class MetricWriter:
     if self.active:
       self._tb.flush()
       self._jsonl.flush()
+      self._upload()
 
   def close(self) -> None:
     if self.active:
       self._tb.close()
       self._jsonl.close()
+      self._upload()
+      if self._local is not None:
+        shutil.rmtree(self._local, ignore_errors=True)
       self.active = False
+
+  def _upload(self) -> None:
+    """Copies the local mirror's files up to the remote logdir (nothing for a local one)."""
+    if self._local is None:
+      return
+    for path in sorted(self._local.rglob("*")):
+      if path.is_file():
+        storage.upload_file(path, self.logdir.joinpath(*path.relative_to(self._local).parts))
 
 
 def read_jsonl(path: str | pathlib.Path) -> list[dict]:
-  """All records of a ``metrics.jsonl`` file."""
-  with open(path) as f:
+  """All records of a ``metrics.jsonl`` file (local or remote)."""
+  with storage.as_path(path).open() as f:
     return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,86 @@
+"""Paths that are local folders or remote stores (``gs://``, ``s3://``, any ``etils.epath`` scheme).
+
+``as_path(p)`` is the one way a workdir or data dir becomes a path: a ``pathlib.Path`` made
+absolute for a local path (exactly what the trainer always did), an ``etils.epath.Path`` for a
+URI. Both offer ``/``, ``exists``, ``is_dir``, ``mkdir``, ``read_text``, ``write_text``, ``open``,
+``iterdir`` and ``glob``, which is all the callers use, and Orbax, Grain and TensorStore take
+either. ``epath`` reaches ``gs://`` through ``gcsfs`` (fsspec) when TensorFlow is absent.
+
+Remote objects cannot be appended to or renamed atomically, so:
+
+- ``write_text_atomic``: a temporary file and ``os.replace`` locally; one object upload remotely
+  (a GCS object is replaced in one step: readers see the old or the new object, never a part).
+- ``upload_file`` / ``download_file`` / ``copy_tree``: whole files between a local folder and a
+  remote one (the metric writer mirrors its local files up; ``musicrep stage`` copies shards down).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+from typing import Union
+
+AnyPath = Union[pathlib.Path, "epath.Path"]  # noqa: F821
+
+
+def is_remote(path) -> bool:
+  """Whether ``path`` names a remote store (``scheme://...``) rather than a local file."""
+  return "://" in os.fspath(path)
+
+
+def as_path(path) -> AnyPath:
+  """``path`` as a path object: remote -> ``epath.Path``, local -> absolute ``pathlib.Path``."""
+  if is_remote(path):
+    from etils import epath  # Lazy: only remote paths need it.
+
+    return epath.Path(os.fspath(path))
+  return pathlib.Path(path).absolute()
+
+
+def write_text_atomic(path: AnyPath, text: str) -> None:
+  """Replaces ``path``'s content with ``text`` in one step: never a truncated file."""
+  if is_remote(path):
+    path.write_text(text)  # One upload: the object is replaced whole.
+    return
+  partial = path.with_name(path.name + ".partial")
+  partial.write_text(text)
+  os.replace(partial, path)
+
+
+def upload_file(local: pathlib.Path, remote: AnyPath) -> None:
+  """Copies the local file ``local`` to ``remote`` (replacing it)."""
+  with open(local, "rb") as src, remote.open("wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 22)
+
+
+def download_file(remote: AnyPath, local: pathlib.Path) -> None:
+  """Copies ``remote`` to the local file ``local`` (through a temporary file and a rename)."""
+  local.parent.mkdir(parents=True, exist_ok=True)
+  partial = local.with_name(local.name + ".partial")
+  with remote.open("rb") as src, open(partial, "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 22)
+  os.replace(partial, local)
+
+
+def copy_tree(src: AnyPath, dst: pathlib.Path) -> list[pathlib.Path]:
+  """Copies every file under ``src`` (remote or local) to the local folder ``dst``, keeping the
+  relative layout and skipping files whose size already matches; returns the local files."""
+  from etils import epath  # Lazy: only copies need it; its walk() covers local and remote.
+
+  root = epath.Path(os.fspath(src))
+  copied = []
+  for folder, _, names in root.walk():
+    # fsspec walks give folders without the scheme ("bucket/data/x"): rebuild them under root.
+    parts = _strip_scheme(folder).split("/")[len(_strip_scheme(root).split("/")):]
+    for name in sorted(names):
+      item = root.joinpath(*parts, name)
+      target = dst.joinpath(*parts, name)
+      if not (target.is_file() and target.stat().st_size == item.stat().length):
+        download_file(item, target)
+      copied.append(target)
+  return sorted(copied)
+
+
+def _strip_scheme(path) -> str:
+  return os.fspath(path).split("://", 1)[-1].rstrip("/")
