@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from musicrep_jax.data import audio_io
-from musicrep_jax.data_pipelines import folder_builder, prepare
+from musicrep_jax.data_pipelines import folder_builder, manifest_builder, prepare
 from musicrep_jax.data import shards as shards_lib
 from musicrep_jax.errors import UserError
 
@@ -152,7 +152,7 @@ def test_tags_ids_and_hashed_splits(built):
 def test_hash_split_is_stable_and_roughly_80_10_10():
   assert folder_builder.hash_split("t1") == folder_builder.hash_split("t1")
   splits = [folder_builder.hash_split(f"track{i}") for i in range(2000)]
-  fractions = [splits.count(s) / len(splits) for s in folder_builder.SPLITS]
+  fractions = [splits.count(s) / len(splits) for s in manifest_builder.SPLITS]
   np.testing.assert_allclose(fractions, [0.8, 0.1, 0.1], atol=0.03)
 
 
