@@ -12,14 +12,18 @@ Remote objects cannot be appended to or renamed atomically, so:
   (a GCS object is replaced in one step: readers see the old or the new object, never a part).
 - ``upload_file`` / ``download_file`` / ``copy_tree``: whole files between a local folder and a
   remote one (the metric writer mirrors its local files up; ``musicrep stage`` copies shards down).
+- ``local_dir``: a local folder for a writer of a (possibly remote) output folder, copied up at
+  the end (export, embed, features, tables, plots, vectors, fitted models).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
-from typing import Union
+import tempfile
+from typing import Iterator, Union
 
 AnyPath = Union[pathlib.Path, "epath.Path"]  # noqa: F821
 
@@ -63,12 +67,13 @@ def download_file(remote: AnyPath, local: pathlib.Path) -> None:
   os.replace(partial, local)
 
 
-def copy_tree(src: AnyPath, dst: pathlib.Path) -> list[pathlib.Path]:
-  """Copies every file under ``src`` (remote or local) to the local folder ``dst``, keeping the
-  relative layout and skipping files whose size already matches; returns the local files."""
+def copy_tree(src: AnyPath, dst) -> list:
+  """Copies every file under ``src`` to the folder ``dst`` (each local or remote: a remote tree
+  comes down, a local one goes up), keeping the relative layout and skipping files whose size
+  already matches; returns the files under ``dst``."""
   from etils import epath  # Lazy: only copies need it; its walk() covers local and remote.
 
-  root = epath.Path(os.fspath(src))
+  root, dst = epath.Path(os.fspath(src)), as_path(dst) if is_remote(dst) else pathlib.Path(dst)
   copied = []
   for folder, _, names in root.walk():
     # fsspec walks give folders without the scheme ("bucket/data/x"): rebuild them under root.
@@ -76,11 +81,44 @@ def copy_tree(src: AnyPath, dst: pathlib.Path) -> list[pathlib.Path]:
     for name in sorted(names):
       item = root.joinpath(*parts, name)
       target = dst.joinpath(*parts, name)
-      if not (target.is_file() and target.stat().st_size == item.stat().length):
-        download_file(item, target)
+      if not (target.is_file() and _size(target) == _size(item)):
+        if is_remote(target):
+          with item.open("rb") as source, target.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 22)
+        else:
+          download_file(item, target)
       copied.append(target)
   return sorted(copied)
 
 
+@contextlib.contextmanager
+def local_dir(path, *, download: bool = False, upload: bool = True) -> Iterator[pathlib.Path]:
+  """A local folder to write the output folder ``path`` into: ``path`` itself when local
+  (created); for a remote ``path`` a temporary folder (first filled with ``path``'s files when
+  ``download``) whose files ``copy_tree`` puts at ``path`` when the block ends without an error
+  (when ``upload``; ``download=True, upload=False`` reads a remote folder locally), and then
+  removed. One way for every writer that needs local files (``np.save``, exporters,
+  plots) to write a remote folder; a stage that must survive a later failure calls
+  ``copy_tree(local, path)`` itself."""
+  if not is_remote(path):
+    local = pathlib.Path(path)
+    local.mkdir(parents=True, exist_ok=True)
+    yield local
+    return
+  with tempfile.TemporaryDirectory(prefix="musicrep-out-") as tmp:
+    local = pathlib.Path(tmp)
+    if download and as_path(path).is_dir():
+      copy_tree(path, local)
+    yield local
+    if upload:
+      copy_tree(local, path)
+
+
+def _size(path) -> int:
+  stat = path.stat()
+  return stat.st_size if hasattr(stat, "st_size") else stat.length
+
+
 def _strip_scheme(path) -> str:
   return os.fspath(path).split("://", 1)[-1].rstrip("/")
+

@@ -14,7 +14,8 @@ ACCEPTS_CONFIG_OVERRIDES = True
 
 
 def add_arguments(parser) -> None:
-  parser.add_argument("--features", required=True, help="folder written by extract-features")
+  parser.add_argument("--features", required=True,
+                      help="folder written by extract-features (local or gs://...)")
   parser.add_argument("--config", default="multiscale_mtat",
                       help="config with `classifier` and `selection` (default: multiscale_mtat)")
   parser.add_argument("--scales", default=None,
@@ -26,7 +27,7 @@ def add_arguments(parser) -> None:
   parser.add_argument("--sweep", action="store_true",
                       help="also train every single-level single-scale classifier (the table)")
   parser.add_argument("--out", default=None,
-                      help="results JSON (default: FEATURES/results.json)")
+                      help="results JSON, local or gs://... (default: FEATURES/results.json)")
 
 
 def run(args, overrides) -> dict:

@@ -22,7 +22,9 @@ SIZES = ("runlocal", "tiny")  # musicrep_jax.systems.paper14.grid.SIZES (import-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--out", required=True, help="folder for runs/, table.md, table.csv, plots/")
+  parser.add_argument("--out", required=True,
+                      help="folder for runs/, table.md, table.csv, plots/: local or gs://... "
+                      "(any etils.epath URI)")
   parser.add_argument("--data-dir", default=None,
                       help="prepared shards (default: the embedded corpus, rendered into a cache)")
   parser.add_argument("--size", choices=SIZES, default="runlocal",

@@ -14,11 +14,12 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-  parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched "
-                      "recursively)")
+  parser.add_argument("inputs", nargs="+", help="local audio files and/or folders (searched "
+                      "recursively; copy remote audio to this host first)")
   parser.add_argument("--workdir", required=True, help="a training workdir (config.json + "
-                      "checkpoints)")
-  parser.add_argument("--out", required=True, help="folder for the outputs")
+                      "checkpoints), local or gs://...")
+  parser.add_argument("--out", required=True, help="folder for the outputs: local or gs://... "
+                      "(any etils.epath URI; written locally, copied up at the end)")
   parser.add_argument("--data-dir", default=None,
                       help="the prepared shards the model was trained on (for the tag names); "
                            "not needed for the embedded synthetic corpus")
@@ -37,6 +38,7 @@ def add_arguments(parser) -> None:
 
 def run(args, overrides) -> dict:
   del overrides
+  from musicrep_jax import storage
   from musicrep_jax.serving import embed
   from musicrep_jax.errors import UserError
   from musicrep_jax.serving.inference import load_trained
@@ -58,7 +60,8 @@ def run(args, overrides) -> dict:
       allow_resample=not args.no_resample, per_segment=args.per_segment,
       block_seconds=args.block_seconds, scores_name=spec.scores, output_names=spec.score_names,
       info=info, progress=not args.no_progress)
-  _report_not_embedded(pathlib.Path(args.out) / "index.csv")
+  _report_not_embedded(storage.as_path(args.out) / "index.csv" if storage.is_remote(args.out)
+                       else pathlib.Path(args.out) / "index.csv")
   if summary["ok"] == 0:
     raise UserError(f"None of the {summary['files']} files was embedded ({summary['skipped']} "
                     f"skipped, {summary['failed']} failed; reasons in {args.out}/index.csv).")
@@ -72,10 +75,11 @@ def run(args, overrides) -> dict:
 def _report_not_embedded(index_csv, limit: int = 10) -> None:
   """One stderr line per skipped or failed file (the first ``limit``) with its reason."""
   import csv
+  import io
   import sys
 
-  with open(index_csv, newline="") as f:
-    rows = [r for r in csv.DictReader(f) if r["status"] != "ok"]
+  text = index_csv.read_bytes().decode()  # Local or remote; newlines kept as csv wants them.
+  rows = [r for r in csv.DictReader(io.StringIO(text, newline="")) if r["status"] != "ok"]
   for row in rows[:limit]:
     status = "failed" if row["status"] == "error" else row["status"]  # One "error:" line.
     print(f"{status} {row['path']}: {row['reason']}", file=sys.stderr)

@@ -14,8 +14,9 @@ FORMAT_CHOICES = ("all", "safetensors", "onnx", "stablehlo")
 
 def add_arguments(parser) -> None:
   parser.add_argument("--workdir", required=True, help="a training workdir (config.json + "
-                      "checkpoints)")
-  parser.add_argument("--out", required=True, help="folder for the exported files")
+                      "checkpoints), local or gs://...")
+  parser.add_argument("--out", required=True, help="folder for the exported files: local or "
+                      "gs://... (any etils.epath URI; uploaded once every parity check passed)")
   parser.add_argument("--format", action="append", choices=FORMAT_CHOICES, default=None,
                       help="repeatable; default: all")
   parser.add_argument("--data-dir", default=None,

@@ -26,7 +26,9 @@ def add_arguments(parser) -> None:
                       help="shards the extractors were trained on, which give their models "
                            "the number of outputs (default: --data-dir; for synthetic configs "
                            "without --data-dir, the embedded corpus)")
-  parser.add_argument("--out", required=True, help="output folder for the features")
+  parser.add_argument("--out", required=True,
+                      help="output folder for the features: local or gs://... "
+                      "(written locally, copied up at the end)")
   parser.add_argument("--splits", default="train,validation,test",
                       help="comma-separated splits (default: train,validation,test)")
   parser.add_argument("--pooling", choices=("max", "mean"), default="max",

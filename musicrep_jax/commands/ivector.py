@@ -18,7 +18,8 @@ def add_arguments(parser) -> None:
   evaluate = sub.add_parser("eval", help="score a split with a fitted workdir")
   evaluate.add_argument("--split", default="test", help="default: test")
   for p in (fit, evaluate):
-    p.add_argument("--workdir", required=True, help="fitted models and results go here")
+    p.add_argument("--workdir", required=True,
+                   help="fitted models and results go here: local or gs://... (etils.epath)")
     p.add_argument("--data-dir", default=None,
                    help="prepared shards (default: the embedded corpus, rendered into a cache)")
 

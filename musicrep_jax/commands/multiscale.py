@@ -17,7 +17,8 @@ ACCEPTS_CONFIG_OVERRIDES = True
 def add_arguments(parser) -> None:
   parser.add_argument("--config", required=True, help="configs/multiscale_mtat.py[:ARGS]")
   parser.add_argument("--workdir", required=True,
-                      help="extractors/, features/ and results.json go here")
+                      help="extractors/, features/ and results.json go here: local or "
+                           "gs://... (any etils.epath URI)")
   parser.add_argument("--data-dir", default=None,
                       help="shards the extractors train on (default: the embedded corpus)")
   parser.add_argument("--target-data-dir", default=None,

@@ -15,7 +15,8 @@ ACCEPTS_CONFIG_OVERRIDES = True
 def add_arguments(parser) -> None:
   parser.add_argument("--config", default="word2vec",
                       help="a word2vec config: name[:arg] or X.py[:arg] (default word2vec)")
-  parser.add_argument("--out", required=True, help="output directory")
+  parser.add_argument("--out", required=True,
+                      help="output directory: local or gs://... (any etils.epath URI)")
   parser.add_argument("--data-dir", default=None,
                       help="prepared shards for the music text (default: the embedded corpus)")
   add_process_args(parser)

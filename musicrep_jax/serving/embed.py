@@ -57,6 +57,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from musicrep_jax import storage
 from musicrep_jax.data.audio_io import AudioDecodeError, downmix, probe_audio, resample
 from musicrep_jax.errors import UserError
 
@@ -326,11 +327,11 @@ def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample
     scores_name: file stem of the scores (``tag_scores``, ``logits``, ...; "" writes none).
     output_names: names of the score columns (tag names), for ``index.jsonl``'s top tags.
     info: extra entries for ``embed_info.json`` (model, checkpoint).
+    out_dir: a local folder or a remote one (``gs://...``: written in a local folder and copied
+      up at the end, ``storage.local_dir``); the inputs are local files.
   """
   from tqdm.auto import tqdm
 
-  out_dir = pathlib.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
   records = [FileRecord(path=str(p), sample_rate=sample_rate) for p in paths]
   batcher = _Batcher(forward, batch_size, input_length, records, per_segment)
   started = time.perf_counter()
@@ -347,7 +348,9 @@ def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample
     bar.set_postfix(segments=sum(r.segments for r in records), refresh=False)
   batcher.finish()
   bar.close()
-  summary = _write_outputs(out_dir, records, batcher, scores_name, output_names, info or {})
+  with storage.local_dir(out_dir) as local:
+    out = str(out_dir) if storage.is_remote(out_dir) else str(local)
+    summary = _write_outputs(local, records, batcher, scores_name, output_names, info or {}, out)
   wall = time.perf_counter() - started
   audio_s = sum(r.duration_s for r in records if r.status == "ok")
   summary.update(wall_s=wall, audio_s=audio_s, realtime_x=audio_s / wall if wall > 0 else 0.0)
@@ -405,7 +408,7 @@ def _stream_file(index: int, record: FileRecord, batcher: _Batcher, sample_rate:
 
 
 def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _Batcher,
-                   scores_name: str, output_names: Sequence[str], info: dict) -> dict:
+                   scores_name: str, output_names: Sequence[str], info: dict, out: str) -> dict:
   ok = [r for r in records if r.status == "ok"]
   for row, record in enumerate(ok):
     record.row = row
@@ -451,7 +454,7 @@ def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _B
   summary = {"files": len(records), "ok": counts["ok"], "skipped": counts["skipped"],
              "failed": counts["error"], "segments": segments,
              "embedding_dim": int(embeddings.shape[1]), "scores": scores_name or None,
-             "out": str(out_dir)}
+             "out": out}
   assert summary["ok"] + summary["skipped"] + summary["failed"] == summary["files"]
   (out_dir / "embed_info.json").write_text(json.dumps(
       dict(info, **summary, output_names=list(output_names)), indent=2) + "\n")

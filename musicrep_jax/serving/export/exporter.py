@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from musicrep_jax import storage
 from musicrep_jax.serving.export import eval_apply, layout, model_family, model_kwargs
 from musicrep_jax.serving.export import safetensors_io
 from musicrep_jax.serving.inference import audio_outputs
@@ -81,10 +82,15 @@ def export_model(model, variables: dict, out_dir: str | pathlib.Path, *, sample_
 
   ``variables``: ``{"params", "batch_stats"}`` (host numpy or jax arrays). Raises
   ``ExportMismatch`` when a format misses the tolerance, ``ImportError`` naming the missing
-  packages of a format.
+  packages of a format. A remote ``out_dir`` (``gs://...``) is written in a local folder and
+  copied up once every format passed its parity check (``storage.local_dir``).
   """
-  out_dir = pathlib.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
+  with storage.local_dir(out_dir) as local:
+    return _export_into(local, model, variables, sample_rate, tag_names, formats)
+
+
+def _export_into(out_dir: pathlib.Path, model, variables: dict, sample_rate: int,
+                 tag_names: Sequence[str], formats: Sequence[str]) -> dict:
   variables = {k: jax.device_get(variables[k]) for k in ("params", "batch_stats")
                if k in variables}
   model = model.clone(dtype=jnp.float32) if hasattr(model, "dtype") else model

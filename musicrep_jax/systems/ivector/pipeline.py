@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import pathlib
 import time
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from musicrep_jax import config_loading
+from musicrep_jax import config_loading, storage
 from musicrep_jax.errors import UserError
 from musicrep_jax.registry import RUNNERS
 from musicrep_jax.systems.ivector import backend as backend_lib
@@ -79,10 +80,10 @@ def _save(path: pathlib.Path, arrays: dict) -> None:
   np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
-def _load(path: pathlib.Path) -> dict:
+def _load(path: storage.AnyPath) -> dict:
   if not path.exists():
     raise UserError(f"{path} is missing; run `musicrep ivector fit` for this workdir first.")
-  with np.load(path) as f:
+  with np.load(io.BytesIO(path.read_bytes()) if storage.is_remote(path) else path) as f:
     return {k: f[k] for k in f.files}
 
 
@@ -96,8 +97,11 @@ def _split_ivectors(config, settings: Settings, shards, split: str, ubm, t_matri
   return tv_lib.extract_ivectors(ubm, t_matrix, stats, settings.tv.clips_per_batch), labels
 
 
-def _dcnn_workdir(config, workdir: pathlib.Path) -> pathlib.Path:
-  return pathlib.Path(config.hybrid.dcnn_workdir or workdir / "dcnn").expanduser()
+def _dcnn_workdir(config, workdir: storage.AnyPath) -> storage.AnyPath:
+  named = config.hybrid.dcnn_workdir
+  if named:
+    return storage.as_path(named) if storage.is_remote(named) else pathlib.Path(named).expanduser()
+  return workdir / "dcnn"
 
 
 def _ensure_dcnn(config, workdir: pathlib.Path, data_dir: Optional[str]) -> pathlib.Path:
@@ -188,20 +192,27 @@ def _timed(timing: dict, name: str):
 
 def fit(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
         data_dir: Optional[str] = None) -> dict:
-  """Fits everything on the train split.
+  """Fits everything on the train split. A remote ``workdir`` (``gs://...``): the models and
+  results are written in a local folder and copied up at the end (``storage.local_dir``); the
+  DCNN trains straight into ``<workdir>/dcnn`` (the trainer writes remote workdirs).
 
   Returns:
     ``{eval split: metrics, test split: metrics, "timing": {phase: seconds}}``.
   """
-  from musicrep_jax.training.run_data import resolve_shards
-
   settings = Settings.from_config(config)
   if config.hybrid.enabled and not config.hybrid.dcnn_workdir:
     config_loading.validate(config)  # The DCNN trains with the config's trainer keys.
-  workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "ivector_config.json").write_text(config_loading.to_json(config))
-  models = Models(workdir / MODELS_DIR)
+  with storage.local_dir(workdir) as local:
+    return _fit(config, settings, local.absolute(), storage.as_path(workdir), data_dir)
+
+
+def _fit(config: ml_collections.ConfigDict, settings: Settings, out: pathlib.Path,
+         workdir: storage.AnyPath, data_dir: Optional[str]) -> dict:
+  """``fit``: the files into the local folder ``out``, the DCNN into ``workdir``/dcnn."""
+  from musicrep_jax.training.run_data import resolve_shards
+
+  (out / "ivector_config.json").write_text(config_loading.to_json(config))
+  models = Models(out / MODELS_DIR)
   shards = resolve_shards(config, data_dir)
   splits = (config.data.train_split, config.data.eval_split, config.data.test_split)
   for split in splits:
@@ -245,7 +256,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       vectors[split].update(deep[split])
     _fit_hybrid(config, settings, models, vectors, splits)
   results = {split: score_split(config, models, vectors[split]) for split in splits[1:]}
-  (workdir / "results.json").write_text(json.dumps(dict(results, timing=timing), indent=2))
+  (out / "results.json").write_text(json.dumps(dict(results, timing=timing), indent=2))
   return dict(results, timing=timing)
 
 
@@ -283,7 +294,7 @@ def evaluate(workdir: str | pathlib.Path, split: str = "test",
   """Loads a fitted workdir and scores every system on ``split`` from its audio."""
   from musicrep_jax.training.run_data import resolve_shards
 
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = storage.as_path(workdir)  # Local or remote: read in place.
   config_file = workdir / "ivector_config.json"
   if not config_file.exists():
     raise UserError(f"{workdir} has no ivector_config.json; run `musicrep ivector fit` first.")

@@ -19,14 +19,20 @@ with that seed (other tracks, the same tags).
 ``run`` is the ``"multiscale"`` runner of ``musicrep_jax.registry.RUNNERS`` (``musicrep train
 --config multiscale_mtat``); it reads the target dataset from the optional
 ``config.target_data_dir``.
+
+Any of these folders may be remote (``gs://...``): the trainer writes the extractors' workdirs
+there itself; feature and result files are written in a local folder and copied up
+(``storage.local_dir``); ``aggregate`` reads remote features through a local copy.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 from typing import Optional, Sequence
 
+from musicrep_jax import storage
 from musicrep_jax.errors import UserError
 from musicrep_jax.registry import RUNNERS
 
@@ -40,7 +46,7 @@ def load_config(spec: str, overrides: Sequence[str] = ()):
   return config
 
 
-def train_extractors(config, workdir: pathlib.Path, data_dir: Optional[str]) -> dict:
+def train_extractors(config, workdir: storage.AnyPath, data_dir: Optional[str]) -> dict:
   """Stage 1: ``{name: workdir}``; each finished run leaves ``summary.json`` and is kept.
 
   Raises ``KeyboardInterrupt`` when a signal stopped a run (it resumes on the next call).
@@ -83,7 +89,7 @@ def target_shards(config, extractor_config, data_dir: Optional[str],
   return run_data.resolve_shards(extractor_config, data_dir)
 
 
-def report(results: dict, out: pathlib.Path) -> dict:
+def report(results: dict, out: storage.AnyPath) -> dict:
   """Writes ``results`` to ``out``, prints the table; the selected row's summary for the CLI."""
   from musicrep_jax.systems.multiscale.classifier import format_table
 
@@ -105,7 +111,7 @@ def run_multiscale(config, workdir: str | pathlib.Path, data_dir: Optional[str] 
   if not config.get("extractors"):
     raise UserError(f"{config.get('config_file', 'The config')} has no `extractors`; it is not "
                     f"a multiscale config.")
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = storage.as_path(workdir)  # Local, or gs://...: the trainer writes the extractors.
   workdirs = train_extractors(config, workdir, data_dir)
 
   first = next(iter(config.extractors.values()))
@@ -113,19 +119,22 @@ def run_multiscale(config, workdir: str | pathlib.Path, data_dir: Optional[str] 
   ex = config.extraction
   extractors = [features.load_extractor(d, name, ex.checkpoint, data_dir)
                 for name, d in workdirs.items()]
-  features_dir = workdir / "features"
-  print(f"Stage 2: extracting features of {shards.data_dir} into {features_dir}", flush=True)
-  meta = features.extract_features(
-      extractors, shards, features_dir, splits=tuple(ex.splits), pooling=ex.pooling,
-      segment_aggregation=ex.segment_aggregation, batch_size=ex.batch_size,
-      max_segments=ex.max_segments, label_field=ex.label_field,
-      progress=config.get("progress_bar", True))
-  print(features.describe(meta))
+  features_out = workdir / "features"
+  print(f"Stage 2: extracting features of {shards.data_dir} into {features_out}", flush=True)
+  with storage.local_dir(features_out) as features_dir:  # Remote: a local folder, copied up.
+    meta = features.extract_features(
+        extractors, shards, features_dir, splits=tuple(ex.splits), pooling=ex.pooling,
+        segment_aggregation=ex.segment_aggregation, batch_size=ex.batch_size,
+        max_segments=ex.max_segments, label_field=ex.label_field,
+        progress=config.get("progress_bar", True))
+    print(features.describe(meta))
+    if storage.is_remote(features_out):  # Stage 2 kept even if stage 3 fails.
+      storage.copy_tree(features_dir, features_out)
 
-  print("Stage 3: global classifier" + (" and the comparison sweep" if config.sweep else ""),
-        flush=True)
-  results = classifier.run_table(features_dir, config, sweep=config.sweep,
-                                 progress=config.get("progress_bar", True))
+    print("Stage 3: global classifier" + (" and the comparison sweep" if config.sweep else ""),
+          flush=True)
+    results = classifier.run_table(features_dir, config, sweep=config.sweep,
+                                   progress=config.get("progress_bar", True))
   results["extractors"] = {
       name: json.loads((d / "summary.json").read_text()).get("test", {})
       for name, d in workdirs.items()}
@@ -168,10 +177,11 @@ def extract(workdirs: Sequence[str], out: str | pathlib.Path, *,
   extractors = [features.load_extractor(w, n, which, restore_data)
                 for w, n in zip(workdirs, names)]
   shards = resolve_shards(extractors[0].config, data_dir)
-  meta = features.extract_features(
-      extractors, shards, out, splits=list(splits), pooling=pooling,
-      segment_aggregation=segment_aggregation, batch_size=batch_size,
-      max_segments=max_segments, label_field=label_field)
+  with storage.local_dir(out) as local:  # Remote: written locally, copied up at the end.
+    meta = features.extract_features(
+        extractors, shards, local, splits=list(splits), pooling=pooling,
+        segment_aggregation=segment_aggregation, batch_size=batch_size,
+        max_segments=max_segments, label_field=label_field)
   print(features.describe(meta))
   return {"out": str(out), "dims": meta["dims"], "extractors": len(meta["extractors"]),
           **{f"{split}_clips": n for split, n in meta["splits"].items()}}
@@ -190,6 +200,8 @@ def aggregate(features_dir: str | pathlib.Path, config, *, scales: Optional[str]
     config.selection.scales = scales
   if levels is not None:
     config.selection.levels = levels
-  results = classifier.run_table(features_dir, config, sweep=sweep,
-                                 progress=config.get("progress_bar", True))
-  return report(results, pathlib.Path(out or pathlib.Path(features_dir) / "results.json"))
+  with storage.local_dir(features_dir, download=True, upload=False) as local:  # Remote: a copy.
+    results = classifier.run_table(local, config, sweep=sweep,
+                                   progress=config.get("progress_bar", True))
+  out = out or f"{os.fspath(features_dir).rstrip('/')}/results.json"
+  return report(results, storage.as_path(out) if storage.is_remote(out) else pathlib.Path(out))

@@ -22,6 +22,7 @@ import json
 import pathlib
 from typing import Optional, Sequence
 
+from musicrep_jax import storage
 from musicrep_jax.errors import UserError
 from musicrep_jax.registry import RUNNERS
 from musicrep_jax.systems.paper14 import report
@@ -85,7 +86,7 @@ def compare(out: str | pathlib.Path, *, data_dir: Optional[str] = None,
 
   if not 0.0 < fraction <= 1.0:
     raise UserError(f"--fraction must be in (0, 1], got {fraction}.")
-  out = pathlib.Path(out).absolute()
+  out = storage.as_path(out)  # Local, or gs://...: the runs through the trainer, then the report.
   out.mkdir(parents=True, exist_ok=True)
   rows, dims = [], None
   for approach, variant in parse_cells(cells):

@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from musicrep_jax import storage
+
 CHANCE = 0.5
 RECALL_KS = (1, 2, 4, 8)
 
@@ -189,17 +191,21 @@ def write_plots(rows: list, out: pathlib.Path, target: str) -> pathlib.Path:
   return path
 
 
-def write_report(rows: list, out: pathlib.Path, dims: Optional[Sequence[str]], *, size: str,
+def write_report(rows: list, out: storage.AnyPath, dims: Optional[Sequence[str]], *, size: str,
                  target: str, fraction: float) -> dict:
-  """The tables, the plot and ``results.json`` of the grid's ``rows`` into ``out``; prints the
-  table and returns the command's summary (``out``, ``cells``, ``table``, ``plot``)."""
+  """The tables, the plot and ``results.json`` of the grid's ``rows`` into ``out`` (a remote
+  ``out``: written locally, copied up, ``storage.local_dir``); prints the table and returns the
+  command's summary (``out``, ``cells``, ``table``, ``plot``)."""
   note = (f"Held-out test split, best checkpoint by validation loss. Size {size}. Time to "
           f"target: training seconds (no compile/eval) until validation {target} reaches "
           f"chance + {fraction} x (final - chance); ratios are to plain classification. "
           "R@K: a clip of the same class in the top K, averaged over the tag dimensions.")
   dims = tuple(dims or ())
-  write_tables(rows, out, dims, note)
-  plot = write_plots(rows, out, target)
-  (out / "results.json").write_text(json.dumps(rows, indent=1))
-  print((out / "table.md").read_text())
-  return {"out": str(out), "cells": len(rows), "table": str(out / "table.md"), "plot": str(plot)}
+  with storage.local_dir(out) as local:
+    write_tables(rows, local, dims, note)
+    plot = write_plots(rows, local, target).relative_to(local)
+    (local / "results.json").write_text(json.dumps(rows, indent=1))
+    table = (local / "table.md").read_text()
+  print(table)
+  return {"out": str(out), "cells": len(rows), "table": str(out / "table.md"),
+          "plot": str(out.joinpath(*plot.parts))}

@@ -2,7 +2,7 @@
 texts -> skip-gram -> vectors file -> association scores.
 
 ``run(config, workdir=OUT)`` writes ``OUT/vectors.txt`` (word2vec text format) and, last,
-``OUT/summary.json``.
+``OUT/summary.json``; OUT may be ``gs://...`` (``storage.local_dir``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Optional
 
 import ml_collections
 
+from musicrep_jax import storage
 from musicrep_jax.data import word_vectors
 from musicrep_jax.errors import UserError
 from musicrep_jax.registry import RUNNERS
@@ -98,10 +99,13 @@ def train_and_save(config: ml_collections.ConfigDict, out: pathlib.Path,
 def run(config: ml_collections.ConfigDict, *, workdir: str | pathlib.Path,
         data_dir: Optional[str] = None) -> dict:
   """``train_and_save`` into ``workdir``, then ``summary.json`` (written last: a finished run).
-  Returns the summary with ``report``, its one-line description."""
-  out = pathlib.Path(workdir)
-  summary = train_and_save(config, out, data_dir=data_dir)
-  (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+  A remote ``workdir`` (``gs://...``) is written in a local folder and copied up at the end
+  (``storage.local_dir``). Returns the summary with ``report``, its one-line description."""
+  with storage.local_dir(workdir) as local:
+    out = storage.as_path(workdir) if storage.is_remote(workdir) else local  # As shown.
+    summary = train_and_save(config, local, data_dir=data_dir)
+    summary["vectors"] = str(out / VECTORS_FILE)
+    (local / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
   line = (f"Vectors: {out / VECTORS_FILE} ({summary['vocab_size']} words, {summary['dim']}-d); "
           f"{summary['words_per_s']:.0f} words/s; mood association ROC-AUC on held-out tracks "
           f"{summary.get('association_auc', float('nan')):.4f}")
