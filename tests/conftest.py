@@ -16,6 +16,10 @@ import pytest
 
 # Keep the embedded-corpus cache out of the user's home and shared by every test and subprocess.
 os.environ.setdefault("MUSICREP_CACHE", tempfile.mkdtemp(prefix="musicrep-cache-"))
+# The suite runs on CPU. The test extra installs libtpu (for `musicrep plan`), which JAX would
+# otherwise probe in every process (warnings, and a lock file that a second process waits on);
+# plan loads it explicitly for its --topology.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 @pytest.fixture(scope="session")
