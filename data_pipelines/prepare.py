@@ -18,17 +18,15 @@ The report (also returned) holds::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import glob
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from typing import Callable
 
+from musicrep_jax import locks
 from musicrep_jax.errors import UserError
 
 REPORT_NAME = "prepare_report.json"
@@ -44,31 +42,13 @@ def check_sample_rate(sample_rate) -> int:
   return int(sample_rate)
 
 
-@contextlib.contextmanager
 def output_lock(out_dir: str):
-  """Holds ``out_dir/.prepare.lock`` for one prepare: a second prepare into the same folder
-  fails at once with one line naming the holder (host and pid), instead of decoding everything
-  and then colliding. The lock is an advisory ``flock``, released by the kernel when its process
-  dies, so a lock file left by a killed prepare is stale and simply reused."""
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, LOCK_NAME)
-  with open(path, "a+", encoding="utf-8") as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      holder = f.read().strip() or "another process"
-      raise UserError(f"Another `musicrep prepare` ({holder}) is writing into {out_dir}; wait "
-                      "for it to finish or choose another output folder.") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"host {socket.gethostname()}, pid {os.getpid()}\n")
-    f.flush()
-    try:
-      yield
-    finally:
-      f.seek(0)
-      f.truncate()
+  """Holds ``out_dir/.prepare.lock`` for one prepare (``locks.folder_lock``): a second prepare
+  into the same folder fails at once with one line naming the holder (host and pid), instead of
+  decoding everything and then colliding; a lock left by a killed prepare is stale and reused."""
+  return locks.folder_lock(
+      out_dir, LOCK_NAME, "Another `musicrep prepare` ({holder}) is writing into {folder}; wait "
+      "for it to finish or choose another output folder.")
 
 
 def prepare_synthetic(out_dir: str | os.PathLike, *, num_clips: int = 600, seed: int = 0,

@@ -100,7 +100,11 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """``"path/to/config.py[:arg]"`` -> the config its ``get_config(arg)`` returns."""
   path, _, arg = spec.partition(":")
   file = pathlib.Path(path)
-  config = load_config_module(file).get_config(arg or None)
+  module = load_config_module(file)
+  try:
+    config = module.get_config(arg or None)
+  except ValueError as error:  # The configs refuse an unknown argument (a typo after the colon).
+    raise UserError(f"Bad config argument {arg!r}: {error}.") from None
   config.config_file = str(file)
   config.config_arg = arg
   return config
@@ -186,6 +190,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.checkpoint.best_mode not in ("min", "max"):
     raise UserError(f"config.checkpoint.best_mode must be min or max, got "
                     f"{config.checkpoint.best_mode!r}.")
+
+
+_ABSENT = "<absent>"
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+  """``(dotted key, old value, new value)`` for every leaf that differs between two plain
+  (JSON) config dicts, sorted by key; a key only one side has shows ``"<absent>"`` on the
+  other."""
+  diffs = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs.extend(config_diff(a, b, f"{prefix}{key}."))
+    elif a != b:
+      diffs.append((f"{prefix}{key}", a, b))
+  return diffs
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -19,6 +19,12 @@ def add_arguments(parser) -> None:
   parser.add_argument("--config", required=True, help="a name like demo[:runlocal], or X.py[:arg]")
   parser.add_argument("--print-config", action="store_true",
                       help="print the resolved config (after overrides) as JSON and exit")
+  parser.add_argument(
+      "--allow-config-change", default="", metavar="KEY[,KEY]",
+      help="trainer configs: config keys (dotted; a section allows its keys) that may differ from "
+           "the workdir's config.json when resuming; num_train_steps, log_every, eval_every, "
+           "checkpoint_every, progress_bar, eval_batch_size, checkpoint.keep, "
+           "checkpoint.async_save and mesh.* always may, any other difference is refused")
 
 
 def run(args, overrides) -> dict:
@@ -39,6 +45,14 @@ def run(args, overrides) -> dict:
   from musicrep_jax import systems  # noqa: F401  (registers every runner)
   from musicrep_jax.registry import RUNNERS
 
-  result = RUNNERS.get(runner)(config, workdir=args.workdir, data_dir=args.data_dir)
+  extra = {}
+  if args.allow_config_change:
+    if runner != config_loading.DEFAULT_RUNNER:
+      raise UserError(f"--allow-config-change applies to trainer configs; {args.config} runs "
+                      f"the {runner!r} runner.")
+    extra["allow_config_change"] = tuple(
+        k.strip().removeprefix("config.") for k in args.allow_config_change.split(",")
+        if k.strip())
+  result = RUNNERS.get(runner)(config, workdir=args.workdir, data_dir=args.data_dir, **extra)
   print_report(result.pop("report", ()))
   return result

@@ -32,9 +32,10 @@ def resolve_word_vectors(config: ml_collections.ConfigDict) -> None:
 
 
 @RUNNERS.register("trainer")
-def run(config: ml_collections.ConfigDict, *, workdir: str,
-        data_dir: Optional[str] = None) -> dict:
-  """Trains (or resumes) ``config`` in ``workdir``.
+def run(config: ml_collections.ConfigDict, *, workdir: str, data_dir: Optional[str] = None,
+        allow_config_change: tuple = ()) -> dict:
+  """Trains (or resumes) ``config`` in ``workdir`` (a resume may change ``RESUMABLE_KEYS`` of
+  ``musicrep_jax.training.trainer`` and the keys in ``allow_config_change``).
 
   Returns:
     ``step``, ``best_step``, ``compilations``, the test metrics, ``split`` (the test split's
@@ -45,7 +46,7 @@ def run(config: ml_collections.ConfigDict, *, workdir: str,
 
   config_loading.validate(config)
   resolve_word_vectors(config)
-  summary = trainer.train(config, workdir, data_dir)
+  summary = trainer.train(config, workdir, data_dir, allow_config_change)
   workdir = summary["workdir"]
   if "stopped_by" in summary:
     return dict(summary, report=[

@@ -21,6 +21,7 @@ A finished workdir is restored in one place, ``musicrep_jax.training.trainer.res
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 from typing import Any, Optional
 
@@ -29,14 +30,36 @@ import jax
 import orbax.checkpoint as ocp
 
 from musicrep_jax import storage
+from musicrep_jax.errors import UserError
+
+
+class CheckpointSaveError(UserError):
+  """A checkpoint could not be written (a full disk, lost permissions): the run stops at once."""
+
+
+def _os_error(error: BaseException) -> Optional[OSError]:
+  """The first ``OSError`` in ``error``'s chain of causes (Orbax and TensorStore wrap them)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, OSError):
+      return error
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return None
 
 
 class Checkpoints:
-  """The two checkpoint managers of a run."""
+  """The two checkpoint managers of a run.
+
+  A save that fails with an OS error (synchronously, or in the background: ``check``, ``wait``)
+  raises ``CheckpointSaveError``: one line with the folder and the OS's reason. The failed step is
+  never committed, so the previous checkpoint stays the one a rerun resumes from.
+  """
 
   def __init__(self, workdir: str | pathlib.Path, *, keep: int = 3, best_metric: str = "loss",
                best_mode: str = "min", async_save: bool = True):
     workdir = storage.as_path(workdir)  # Local, or gs:// (Orbax writes through TensorStore).
+    self.workdir = workdir
     self.best_metric = best_metric
     # Both managers may save the same step; on several processes their barriers need distinct
     # names (Orbax keys them by step alone: "Barrier _async_write_complete.20 already ongoing").
@@ -59,13 +82,43 @@ class Checkpoints:
     return self.latest.latest_step()
 
   def save(self, step: int, state: Any, data_iterator: Any) -> None:
-    self.latest.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+    with self._save_errors("checkpoints", step):
+      self.latest.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
 
   def save_best(self, step: int, state: Any, metrics: dict) -> None:
-    self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                   metrics={k: float(v) for k, v in metrics.items()}, force=True)
+    with self._save_errors("best", step):
+      self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                     metrics={k: float(v) for k, v in metrics.items()}, force=True)
+
+  def check(self) -> None:
+    """Raises the error of a background save that has failed (cheap: nothing waits)."""
+    for name, manager in (("checkpoints", self.latest), ("best", self.best)):
+      with self._save_errors(name, None):
+        manager.check_for_errors()
+
+  @contextlib.contextmanager
+  def _save_errors(self, folder: str, step: Optional[int]):
+    """OS errors of a save (``step``; None: a background one) -> ``CheckpointSaveError``."""
+    try:
+      yield
+    except CheckpointSaveError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except
+      os_error = _os_error(error)
+      if os_error is None:
+        raise
+      where = os_error.filename or self.workdir / folder / ("" if step is None else str(step))
+      # Finished steps are folders named by their number (Orbax writes into a temporary name).
+      folder_path = self.workdir / "checkpoints"
+      previous = max((int(p.name) for p in folder_path.iterdir()
+                      if p.name.isdigit() and int(p.name) != step), default=None) \
+          if folder_path.is_dir() else None
+      raise CheckpointSaveError(
+          f"Saving a checkpoint into {where} failed: {os_error.strerror or os_error}; the run "
+          f"stopped there (latest usable checkpoint: step {previous}); fix the disk or folder, "
+          f"then rerun to resume.") from None
 
   def restore_latest(self, abstract_state: Any, data_iterator: Any) -> tuple[Any, int]:
     """Restores the newest checkpoint into ``abstract_state``'s shardings and ``data_iterator``."""
@@ -85,9 +138,16 @@ class Checkpoints:
         state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"], step
 
-  def wait(self) -> None:
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+  def wait(self, raise_errors: bool = True) -> None:
+    """Waits for the background saves; ``raise_errors=False``: a failed one is dropped silently
+    (an error is already on its way up)."""
+    for name, manager in (("checkpoints", self.latest), ("best", self.best)):
+      try:
+        with self._save_errors(name, None):
+          manager.wait_until_finished()
+      except Exception:  # pylint: disable=broad-except
+        if raise_errors:
+          raise
 
   def close(self) -> None:
     self.latest.close()

@@ -8,6 +8,7 @@ batches become global ``jax.Array``s. The train step is compiled once (counted i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -21,7 +22,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from musicrep_jax import config_loading, storage
+from musicrep_jax import config_loading, locks, storage
 from musicrep_jax.data import pipeline as input_pipeline
 from musicrep_jax.errors import UserError
 from musicrep_jax.evaluators.common import evaluator_names, run_evaluators
@@ -56,6 +57,7 @@ class Run:
   train_step: Any
   eval_step: Any
   evals: tuple = ()
+  state_shapes: Any = None  # jax.eval_shape of create_state: build_run checks the model with it.
 
 
 def build_run(config: ml_collections.ConfigDict, shards, devices=None) -> Run:
@@ -84,13 +86,25 @@ def build_run(config: ml_collections.ConfigDict, shards, devices=None) -> Run:
     raise UserError(f"config.model.kwargs do not fit model {config.model.name!r}: {e}") from None
   input_length = model.input_length
   tx = optimizers.make_optimizer(config.optimizer, config.num_train_steps)
-  create_state = steps.make_create_state(model, tx, input_length, mesh, task,
-                                         config.mesh.get("fsdp_min_size", 2 ** 14))
+  try:  # Shapes only (nothing computed): kwargs that build a module but do not fit fail here.
+    create_state = steps.make_create_state(model, tx, input_length, mesh, task,
+                                           config.mesh.get("fsdp_min_size", 2 ** 14))
+    state_shapes = jax.eval_shape(create_state, jax.random.key(config.seed))
+  except (ValueError, TypeError, IndexError) as error:
+    raise UserError(f"config.model.kwargs do not fit model {config.model.name!r}: "
+                    f"{_first_sentence(error)}.") from None
   layout = create_state.state_sharding
   return Run(config=config, shards=shards, mesh=mesh, model=model, task=task, tx=tx,
              input_length=input_length, create_state=create_state,
              train_step=steps.make_train_step(model, task, tx, mesh, config.seed, layout),
-             eval_step=steps.make_eval_step(model, task, mesh, layout), evals=evals)
+             eval_step=steps.make_eval_step(model, task, mesh, layout), evals=evals,
+             state_shapes=state_shapes)
+
+
+def _first_sentence(error: BaseException) -> str:
+  """The first sentence of ``error``'s first line (Orbax and JAX add pages of detail)."""
+  text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  return text.split(". ")[0].rstrip(".")
 
 
 def make_task(config: ml_collections.ConfigDict):
@@ -108,7 +122,9 @@ def make_task(config: ml_collections.ConfigDict):
 def abstract_state(run: Run):
   """The state's shapes with this run's shardings: Orbax restores any checkpoint into them,
   whatever mesh wrote it."""
-  shapes = jax.eval_shape(run.create_state, jax.random.key(run.config.seed))
+  shapes = run.state_shapes
+  if shapes is None:
+    shapes = jax.eval_shape(run.create_state, jax.random.key(run.config.seed))
   return jax.tree.map(lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                                                sharding=sharding),
                       shapes, run.create_state.state_sharding)
@@ -241,37 +257,162 @@ def _read_timing(workdir: storage.AnyPath) -> dict:
     return {}
 
 
+# Keys of config.json a resumed run may change (``musicrep train --allow-config-change`` adds
+# more): how long and how often, not what is trained. Any other difference between the workdir's
+# config.json and the new config refuses the resume (``_check_resume``), naming the keys.
+RESUMABLE_KEYS = ("num_train_steps", "log_every", "eval_every", "checkpoint_every",
+                  "progress_bar", "eval_batch_size", "checkpoint.keep", "checkpoint.async_save",
+                  "mesh.data", "mesh.fsdp", "mesh.fsdp_min_size")
+# Where the config was read from, not what it says: never compared.
+_PROVENANCE_KEYS = ("config_file", "config_arg")
+RUN_INFO = "run_info.json"
+LOCK_NAME = ".train.lock"
+
+
+def read_run_info(workdir: storage.AnyPath) -> dict:
+  """``<workdir>/run_info.json``: what the run was trained on (``data_dir``: the absolute path
+  or URI given as ``--data-dir``, None for the embedded corpus; ``sample_rate``, ``tag_names``,
+  ``model``, ``task``), or {} for a workdir written before the file existed."""
+  path = workdir / RUN_INFO
+  if not path.exists():
+    return {}
+  try:
+    return dict(json.loads(path.read_text()))
+  except (OSError, ValueError, TypeError) as error:
+    raise UserError(f"{path} is unreadable ({error}); restore it, or pass --data-dir.") from None
+
+
+def _run_info(config: ml_collections.ConfigDict, shards, data_dir: Optional[str]) -> dict:
+  if data_dir is not None and not storage.is_remote(data_dir):
+    data_dir = str(pathlib.Path(data_dir).expanduser().absolute())
+  return {"data_dir": None if data_dir is None else str(data_dir),
+          "sample_rate": int(shards.sample_rate), "tag_names": list(shards.tag_names),
+          "model": config.model.name, "task": config.task.name}
+
+
+def _has_checkpoint(workdir: storage.AnyPath) -> bool:
+  """Whether ``workdir`` holds a checkpoint step (checked without opening Orbax's managers,
+  which would create their folders)."""
+  for name in ("checkpoints", "best"):
+    folder = workdir / name
+    if folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir()):
+      return True
+  return False
+
+
+def _allowed(key: str, allowed: tuple) -> bool:
+  return any(key == a or key.startswith(a + ".") for a in allowed)
+
+
+def _check_resume(workdir: storage.AnyPath, config: ml_collections.ConfigDict,
+                  info: dict, allow_config_change: tuple) -> None:
+  """Refuses to resume ``workdir``'s checkpoints with a config (or data) that differs from the
+  one they were trained with, outside ``RESUMABLE_KEYS`` and ``allow_config_change``."""
+  old = json.loads((workdir / "config.json").read_text())
+  new = json.loads(config_loading.to_json(config))
+  diffs = config_loading.config_diff(old, new)
+  recorded = read_run_info(workdir)
+  if recorded and recorded.get("data_dir") != info["data_dir"]:
+    diffs.append(("data_dir", recorded.get("data_dir"), info["data_dir"]))
+  allowed = RESUMABLE_KEYS + _PROVENANCE_KEYS + tuple(allow_config_change)
+  refused = [(k, a, b) for k, a, b in diffs if not _allowed(k, allowed)]
+  if refused:
+    changes = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in refused)
+    raise UserError(
+        f"{workdir} holds checkpoints of another config, so resuming is refused ({changes}); "
+        f"train into a new --workdir, or pass --allow-config-change "
+        f"{','.join(k for k, _, _ in refused)} if the change is intended.")
+
+
+def _workdir_lock(workdir: storage.AnyPath, is_main: bool):
+  """Process 0's lock on a local workdir (``locks.folder_lock``): a second ``train`` into it
+  (a SLURM requeue while the first is alive) fails at once naming the holder's host and pid.
+  Remote workdirs (``gs://...``) are not locked: an object store has no ``flock``, so two runs
+  into one bucket folder are the user's to avoid."""
+  if not is_main or storage.is_remote(workdir):
+    return contextlib.nullcontext()
+  return locks.folder_lock(
+      workdir, LOCK_NAME, "Another `musicrep train` ({holder}) is running in the workdir "
+      "{folder}; wait for it to end, stop it, or choose another --workdir.")
+
+
+def _check_workdir_path(workdir: storage.AnyPath) -> None:
+  if not storage.is_remote(workdir) and workdir.exists() and not workdir.is_dir():
+    raise UserError(f"--workdir {workdir} is a file, not a folder; choose a new folder or a "
+                    f"run's workdir.")
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-          data_dir: Optional[str] = None) -> dict:
+          data_dir: Optional[str] = None, allow_config_change: tuple = ()) -> dict:
   """Trains (or resumes) a run in ``workdir`` (a local folder, or ``gs://...`` or any
-  ``etils.epath`` URI: ``storage.as_path``); returns a summary with the final test metrics."""
-  # --- Workdir and logging --------------------------------------------------------------------
+  ``etils.epath`` URI: ``storage.as_path``); returns a summary with the final test metrics.
+
+  Everything is checked before the workdir is written (config, data, model shapes, a resume's
+  config against the workdir's, ``allow_config_change``: more keys that may differ); a failed
+  start leaves the workdir as it was. A resume without ``data_dir`` reads the data the run was
+  trained on (``run_info.json``)."""
+  # --- Checks, input, model, optimizer, mesh: nothing written yet ------------------------------
   workdir = storage.as_path(workdir)
   is_main = jax.process_index() == 0
-  if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config_loading.to_json(config))
-  writer = MetricWriter(workdir)
   c = config
-
-  # --- Input, model, optimizer, mesh ----------------------------------------------------------
+  _check_workdir_path(workdir)
+  resuming = (workdir / "config.json").exists() and _has_checkpoint(workdir)
+  if resuming and data_dir is None:
+    data_dir = read_run_info(workdir).get("data_dir")
   shards = resolve_shards(c, data_dir)
+  info = _run_info(c, shards, data_dir)
   _require_split(shards, c.data.train_split, "config.data.train_split")
   eval_split = _optional_split(shards, c.data.eval_split, "validation during training")
   test_split = _optional_split(shards, c.data.test_split, "the final test")
   run = build_run(c, shards)
+  if resuming:
+    _check_resume(workdir, c, info, allow_config_change)
+
+  # --- Workdir: locked, then the config and what it trains on recorded -------------------------
+  with contextlib.ExitStack() as stack:
+    try:
+      stack.enter_context(_workdir_lock(workdir, is_main))
+      if is_main:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # A read-only folder, a full disk, no permission.
+      raise UserError(f"Cannot write into the workdir {workdir}: "
+                      f"{error.strerror or error}.") from None
+    return _train_in(run, workdir, info, eval_split, test_split)
+
+
+def _record(workdir: storage.AnyPath, config: ml_collections.ConfigDict, info: dict) -> None:
+  """Writes the run's ``config.json`` and ``run_info.json`` (process 0; atomic renames)."""
+  if jax.process_index() == 0:
+    storage.write_text_atomic(workdir / "config.json", config_loading.to_json(config))
+    storage.write_text_atomic(workdir / RUN_INFO, json.dumps(info, indent=2))
+
+
+def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Optional[str],
+              test_split: Optional[str]) -> dict:
+  """``train``'s run in the checked and locked ``workdir``: the config and ``info`` are recorded
+  once the state is restored (or created), so a checkpoint that does not fit changes nothing."""
+  c = run.config
+  is_main = jax.process_index() == 0
   train_it = make_train_iterator(run)
   ckpt = _checkpoints(workdir, c, async_save=c.checkpoint.async_save)
 
   # --- State on the mesh, or resumed from the last checkpoint ---------------------------------
   timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "steps": 0}
   if ckpt.latest_step() is not None:
-    state, start = ckpt.restore_latest(abstract_state(run), train_it)
+    try:
+      state, start = ckpt.restore_latest(abstract_state(run), train_it)
+    except ValueError as error:  # Orbax: a saved shape differs (an allowed architecture change).
+      raise UserError(f"The checkpoint in {workdir} does not fit the model of this config "
+                      f"({_first_sentence(error)}); train into a new --workdir.") from None
     timing.update(_read_timing(workdir))
     print(f"Resumed from {workdir / 'checkpoints' / str(start)} (step {start}).", flush=True)
   else:
     state, start = run.create_state(jax.random.key(c.seed)), 0
+  _record(workdir, c, info)
+  # Rows and events after the restored step came from the lost attempt: dropped.
+  writer = MetricWriter(workdir, resume_step=start)
   acc = _fresh_accumulator(run)
+  learning_rate = optimizers.make_schedule(c.optimizer, c.num_train_steps)
 
   # --- Loop -------------------------------------------------------------------------------------
   batch_sharding = mesh_lib.batch_sharding(run.mesh)
@@ -295,6 +436,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       else:
         state, acc = run.train_step(state, acc, batch)
       progress.update(1)
+      ckpt.check()  # A background save that failed stops the run now, not at the next save.
 
       is_last = step == c.num_train_steps
       if step % c.log_every == 0 or is_last or step % c.checkpoint_every == 0:
@@ -311,7 +453,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
               f"config.optimizer.grad_clip_norm, then rerun to resume from the checkpoint.")
         rates = {"steps_per_s": n_steps / max(elapsed, 1e-9),
                  "samples_per_s": n_steps * c.batch_size / max(elapsed, 1e-9)}
-        writer.write(step, "train", dict(means, **rates))
+        writer.write(step, "train", dict(means, learning_rate=learning_rate(step - 1), **rates))
         progress.set_postfix(loss=f"{means['loss']:.4f}",
                              samples_s=f"{rates['samples_per_s']:.0f}")
         acc = _fresh_accumulator(run)
@@ -347,10 +489,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
       if stop_now:
         stopped_by = stop.signal or "preemption"
         break
+  except BaseException:
+    ckpt.wait(raise_errors=False)  # The error in flight is the one to report.
+    raise
+  else:
+    ckpt.wait()
   finally:
     progress.close()
     stop.restore()
-    ckpt.wait()
     writer.flush()
 
   summary = {"workdir": str(workdir), "step": int(step),
@@ -401,7 +547,8 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
   multiscale feature extraction and the i-vector hybrid all come through here.
 
   Rebuilds the run exactly as training did (``build_run`` on ``<workdir>/config.json`` and the
-  shards of ``data_dir``: ``resolve_shards``, so the embedded corpus' cache for ``synthetic``
+  shards of ``data_dir``, by default the data the run recorded in ``run_info.json``:
+  ``resolve_shards``, so the embedded corpus' cache for ``synthetic``
   configs; the task takes the number of outputs, tag names etc. from them) and restores the
   ``which`` checkpoint into it: ``"best"`` (the latest when the run kept no best) or
   ``"latest"``. ``UserError`` for a folder without ``config.json`` or without a checkpoint,
@@ -417,6 +564,8 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
   if not any((workdir / d).is_dir() for d in ("checkpoints", "best")):
     raise UserError(f"No checkpoint in {workdir}; train first.")
   config = config_loading.from_json(config_file.read_text())
+  if data_dir is None:  # The data the run was trained on (None: the embedded corpus).
+    data_dir = read_run_info(workdir).get("data_dir")
   run = build_run(config, resolve_shards(config, data_dir))
   ckpt = _checkpoints(workdir, config, async_save=False)
   try:
@@ -426,7 +575,7 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
   except ValueError as error:  # Orbax: a saved shape differs from the model's.
     raise UserError(f"The checkpoint in {workdir} does not fit the model its config.json builds "
                     f"on {run.shards.data_dir}; pass the data it was trained on "
-                    f"({str(error).split('. ')[0]}).") from None
+                    f"({_first_sentence(error)}).") from None
   finally:
     ckpt.close()
   return Restored(run=run, state=state, step=int(step), config=config, workdir=workdir)

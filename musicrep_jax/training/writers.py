@@ -8,6 +8,11 @@ writer keeps both files in a local folder and copies them up whole at each ``flu
 flushes after every checkpoint) and at ``close``; an existing remote ``metrics.jsonl`` is copied
 down first, so a resumed run appends to it as it does locally. Event files keep their own names
 (one per session, as TensorBoard expects; remote ones end in a unique suffix).
+
+A resumed run passes ``resume_step`` (the restored checkpoint's step): rows of ``metrics.jsonl``
+after it came from the lost attempt and are dropped (the file is rewritten up to that step, a
+torn last line too), and TensorBoard is told to purge its events from the step after
+(``purge_step``), so that no step appears twice in either.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from musicrep_jax import storage
 class MetricWriter:
   """Writes scalars for one run directory; a no-op on processes other than 0."""
 
-  def __init__(self, logdir: str | pathlib.Path):
+  def __init__(self, logdir: str | pathlib.Path, resume_step: int | None = None):
     self.logdir = storage.as_path(logdir)
     self.active = jax.process_index() == 0
     self._tb = None
@@ -43,7 +48,12 @@ class MetricWriter:
         suffix = "." + local.name  # Unique: two sessions in one second must not share a name.
         if (self.logdir / "metrics.jsonl").exists():
           storage.download_file(self.logdir / "metrics.jsonl", local / "metrics.jsonl")
-      self._tb = SummaryWriter(str(local / "tensorboard"), filename_suffix=suffix)
+      purge_step = None
+      if resume_step is not None:
+        _truncate_jsonl(local / "metrics.jsonl", resume_step)
+        purge_step = resume_step + 1
+      self._tb = SummaryWriter(str(local / "tensorboard"), filename_suffix=suffix,
+                               purge_step=purge_step)
       self._jsonl = open(local / "metrics.jsonl", "a", buffering=1)
 
   def write(self, step: int, split: str, scalars: dict) -> None:
@@ -79,6 +89,21 @@ class MetricWriter:
     for path in sorted(self._local.rglob("*")):
       if path.is_file():
         storage.upload_file(path, self.logdir.joinpath(*path.relative_to(self._local).parts))
+
+
+def _truncate_jsonl(path: pathlib.Path, last_step: int) -> None:
+  """Keeps the rows of the local file ``path`` up to ``last_step`` (replaced in one rename)."""
+  if not path.exists():
+    return
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        if int(json.loads(line)["step"]) <= last_step:
+          kept.append(line if line.endswith("\n") else line + "\n")
+      except (ValueError, KeyError, TypeError):
+        continue  # A line torn by a kill.
+  storage.write_text_atomic(path, "".join(kept))
 
 
 def read_jsonl(path: str | pathlib.Path) -> list[dict]:

@@ -29,6 +29,7 @@ LAYERS = {
     "musicrep_jax": 0,  # the package's __init__ only (version string)
     "musicrep_jax.errors": 0,
     "musicrep_jax.storage": 0,
+    "musicrep_jax.locks": 0,
     "musicrep_jax.ops": 0,
     "musicrep_jax.frontends": 0,
     "musicrep_jax.registry": 1,
@@ -46,7 +47,8 @@ LAYERS = {
     "musicrep_jax.cli": 7,
     "musicrep_jax.bench": 7,
 }
-TOP_LEVEL_MODULES = {"musicrep_jax.errors", "musicrep_jax.storage", "musicrep_jax.registry",
+TOP_LEVEL_MODULES = {"musicrep_jax.errors", "musicrep_jax.storage", "musicrep_jax.locks",
+                     "musicrep_jax.registry",
                      "musicrep_jax.config_loading", "musicrep_jax.cli"}
 BARE_NAMES = {"configs": "musicrep_jax.configs", "data_pipelines": "musicrep_jax.data_pipelines",
               "bench": "musicrep_jax.bench"}
