@@ -15,6 +15,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,19 @@ def synthetic_shards(tmp_path_factory, name: str, *, num_clips: int, clip_second
   prepare_synthetic(out, num_clips=num_clips, seed=seed, sample_rate=16000,
                     clip_seconds=clip_seconds, progress=False)
   return out
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300,
+             poll: float = 0.05) -> None:
+  """Waits until ``predicate()`` holds while ``proc`` runs; fails if it ends first or on timeout."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if predicate():
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f"run ended early with {proc.returncode}: {proc.stderr.read()[-3000:]}")
+    time.sleep(poll)
+  raise AssertionError("timed out")
 
 
 def run_cli(args, *, env_extra=None, timeout=600, check=True) -> subprocess.CompletedProcess:

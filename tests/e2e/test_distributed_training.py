@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import os
-import time
 
 import jax
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 
 from musicrep_jax.training.checkpoints import load_state_as_numpy
 from musicrep_jax.training.writers import read_jsonl
-from tests.helpers import REPO, TINY_CONFIG, run_cli
+from tests.helpers import REPO, TINY_CONFIG, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 STEPS = 20
@@ -101,16 +100,6 @@ def test_local_launch_script_runs_two_processes_that_match_one(reference_run, ti
   assert len(summaries) == 2 and all(s["step"] == STEPS for s in summaries)
 
 
-def _wait_for(predicate, proc, timeout=300):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if predicate():
-      return
-    if proc.poll() is not None:
-      raise AssertionError(f"run ended early with {proc.returncode}: {proc.stderr.read()[-3000:]}")
-    time.sleep(0.05)
-  raise AssertionError("timed out")
-
 
 def _start(workdir, data_dir, *extra):
   return subprocess.Popen(
@@ -122,7 +111,7 @@ def _start(workdir, data_dir, *extra):
 def test_killed_run_resumes_onto_the_uninterrupted_losses(reference_run, tiny_data_dir, tmp_path):
   proc = _start(tmp_path, tiny_data_dir)
   committed = tmp_path / "checkpoints" / "10" / "commit_success.txt"
-  _wait_for(committed.exists, proc)
+  wait_for(committed.exists, proc)
   proc.kill()  # SIGKILL: no handler runs, whatever was in flight is lost.
   proc.wait()
   resumed = run_cli(_train_args(tmp_path, tiny_data_dir))
@@ -138,7 +127,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(tiny_data_dir, tmp_path):
   proc = _start(tmp_path, tiny_data_dir, "--config.num_train_steps=100000",
                 "--config.checkpoint_every=100000")
   metrics = tmp_path / "metrics.jsonl"
-  _wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, proc)
+  wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, proc)
   proc.send_signal(signal.SIGTERM)
   out, err = proc.communicate(timeout=120)
   assert proc.returncode == 143, err[-3000:]

@@ -6,11 +6,9 @@ run. ``musicrep stage`` copies the shards down.
 """
 
 import json
-import pathlib
 import subprocess
 import sys
 import os
-import time
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from musicrep_jax import storage
 from musicrep_jax.data.shards import open_shards
 from musicrep_jax.training.checkpoints import load_state_as_numpy
 from musicrep_jax.training.writers import read_jsonl
-from tests.helpers import REPO, TINY_CONFIG, run_cli
+from tests.helpers import REPO, TINY_CONFIG, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 STEPS = 20
@@ -51,16 +49,6 @@ def _train_losses(workdir) -> dict:
           if r["split"] == "train"}
 
 
-def _wait_for(predicate, proc, timeout=300):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if predicate():
-      return
-    if proc.poll() is not None:
-      raise AssertionError(f"run ended early with {proc.returncode}: {proc.stderr.read()[-3000:]}")
-    time.sleep(0.1)
-  raise AssertionError("timed out")
-
 
 def test_gs_workdir_survives_a_kill_and_matches_a_local_run(gcs_data, tiny_data_dir, tmp_path):
   local = _summary(run_cli(_train_args(tmp_path / "local", tiny_data_dir)))
@@ -70,7 +58,7 @@ def test_gs_workdir_survives_a_kill_and_matches_a_local_run(gcs_data, tiny_data_
                           cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   committed = storage.as_path(REMOTE) / "checkpoints" / "5" / "commit_success.txt"
-  _wait_for(committed.exists, proc)
+  wait_for(committed.exists, proc)
   proc.kill()  # SIGKILL: no handler runs, whatever was in flight is lost.
   proc.wait()
   resumed = run_cli(_train_args(REMOTE, gcs_data))
