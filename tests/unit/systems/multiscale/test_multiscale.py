@@ -163,5 +163,5 @@ def test_multiscale_config_variants_hold_valid_trainer_configs(arg):
   assert lengths == sorted(set(lengths)), lengths  # Three different scales.
   assert local.target_synthetic_seed == (1 if "transfer" in arg else -1)
   agg.settings_from_config(full.classifier)
-  with pytest.raises(ValueError):
+  with pytest.raises(UserError, match="Bad config argument 'nonsense'"):
     config_loading.load_config_file(f"{path}:nonsense")
