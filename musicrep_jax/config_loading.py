@@ -156,11 +156,18 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     node[leaf] = _parse_value(key, raw, node[leaf])
 
 
-def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+def load_config(spec: str, overrides: Iterable[str] = (),
+                runner: str | None = None) -> ml_collections.ConfigDict:
   """``spec`` (a path or a packaged name, ``[:arg]``) loaded, overridden and, for a trainer
-  config, validated; other runners check their own sections."""
+  config, validated; other runners check their own sections. ``runner``: the runner a command
+  serves (``musicrep word2vec``, ``plan``, ...); a config of another runner is a ``UserError``
+  that says how to run it."""
   config = load_config_file(resolve_config_spec(spec))
   apply_overrides(config, overrides)
+  if runner is not None and runner_of(config) != runner:
+    raise UserError(f"{spec} is a config of the {runner_of(config)!r} runner, not the {runner!r} "
+                    f"one (config.runner); run it with `musicrep train --config {spec}` "
+                    f"(`musicrep configs` lists each config's runner).")
   if runner_of(config) == DEFAULT_RUNNER:
     validate(config)
   return config

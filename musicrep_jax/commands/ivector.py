@@ -36,7 +36,7 @@ def run(args, overrides) -> dict:
     result = pipeline.evaluate(args.workdir, args.split, args.data_dir)
     print_metrics(f"{args.split} split:", result)
     return result
-  config = config_loading.load_config(config_loading.resolve_config_spec(args.config), overrides)
+  config = config_loading.load_config(args.config, overrides, runner="ivector")
   results = pipeline.fit(config, args.workdir, args.data_dir)
   timing = results.pop("timing")
   for split, metrics in results.items():

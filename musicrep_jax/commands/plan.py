@@ -31,11 +31,8 @@ def run(args, overrides) -> dict:
   from musicrep_jax import config_loading
   from musicrep_jax.errors import UserError
 
-  config = config_loading.load_config(args.config, overrides)
-  runner = config_loading.runner_of(config)
-  if runner != "trainer":
-    raise UserError(f"config {args.config} runs with runner {runner!r}; plan compiles trainer "
-                    f"configs (`musicrep configs` lists each config's runner).")
+  config = config_loading.load_config(args.config, overrides,
+                                      runner=config_loading.DEFAULT_RUNNER)
   if args.num_outputs is not None and args.num_outputs < 1:
     raise UserError(f"--num-outputs={args.num_outputs} must be at least 1.")
   from musicrep_jax.training import plan

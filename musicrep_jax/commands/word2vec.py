@@ -24,13 +24,8 @@ def add_arguments(parser) -> None:
 
 def run(args, overrides) -> dict:
   from musicrep_jax import config_loading
-  from musicrep_jax.errors import UserError
 
-  config = config_loading.load_config(args.config, overrides)
-  runner = config_loading.runner_of(config)
-  if runner != "word2vec":
-    raise UserError(f"{args.config} is a config of the {runner!r} runner, not a word2vec one "
-                    f"(config.runner); run it with `musicrep train --config {args.config}`.")
+  config = config_loading.load_config(args.config, overrides, runner="word2vec")
   from musicrep_jax.systems.word2vec import pipeline
   from musicrep_jax.training import distributed
 
