@@ -152,7 +152,8 @@ def test_fsdp_shards_parameters_and_optimizer_state(tiny_data_dir):
   """In a fresh 8-device process: big leaves are split 4 ways over ``fsdp``, small ones whole."""
   script = f"""
 import json, jax
-from musicrep_jax import config_loading, trainer
+from musicrep_jax import config_loading
+from musicrep_jax.training import trainer
 from musicrep_jax.training.run_data import resolve_shards
 c = config_loading.load_config({TINY_CONFIG!r}, {list(FSDP_ARGS)!r})
 run = trainer.build_run(c, resolve_shards(c, {str(tiny_data_dir)!r}))
