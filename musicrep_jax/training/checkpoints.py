@@ -123,6 +123,7 @@ class Checkpoints:
   def restore_latest(self, abstract_state: Any, data_iterator: Any) -> tuple[Any, int]:
     """Restores the newest checkpoint into ``abstract_state``'s shardings and ``data_iterator``."""
     step = self.latest.latest_step()
+    check_fits(self.latest.directory / str(step) / "state", abstract_state)
     restored = self.latest.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
         data=grain.checkpoint.CheckpointRestore(data_iterator)))
@@ -134,6 +135,7 @@ class Checkpoints:
     step = manager.best_step() if manager is self.best else manager.latest_step()
     if step is None:
       raise FileNotFoundError("no checkpoint")
+    check_fits(manager.directory / str(step) / "state", abstract_state)
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"], step
@@ -152,6 +154,26 @@ class Checkpoints:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def check_fits(state_dir, abstract_state: Any) -> None:
+  """``ValueError`` naming the first variable whose saved shape differs from ``abstract_state``'s
+  (``params`` and ``batch_stats``), read from the checkpoint's metadata before Orbax starts its
+  asynchronous reads: a failed read leaves unretrieved tasks that print tracebacks at exit."""
+  saved_tree = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+  for part in ("params", "batch_stats"):
+    saved = _shapes(saved_tree.get(part) or {})
+    wanted = _shapes(getattr(abstract_state, part))
+    for key in sorted(set(saved) | set(wanted)):
+      if saved.get(key) != wanted.get(key):
+        raise ValueError(f"Requested shape: {wanted.get(key)} is not compatible with the stored "
+                         f"shape: {saved.get(key)} ({part}{key})")
+
+
+def _shapes(tree: Any) -> dict:
+  """``{keystr(path): shape}`` of a tree's array leaves (anything with a ``shape``)."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+  return {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in leaves}
 
 
 def load_state_as_numpy(state_dir: str | pathlib.Path) -> dict:
