@@ -8,7 +8,9 @@ DESCRIPTION = (
     "no accelerator needed), and prints HBM per chip against the chip's capacity, FLOPs and "
     "bytes per step, a roofline step time, MFU and samples/s bounds, and the collectives; then "
     "one JSON line. Tagging and classification configs need no data (--num-outputs sets the "
-    "tag or class count); other tasks need --data-dir. Override any value with --config.k=v, "
+    "tag or class count); the tasks that read records when they bind (metric learning, DCUE, "
+    "zero-shot) use the embedded corpus unless --data-dir is given, so tables sized by the data "
+    "(users, artists) are the corpus's. Override any value with --config.k=v, "
     "e.g. --config.batch_size=4096 --config.mesh.fsdp=4 --config.compute_dtype=bfloat16. "
     "docs/scaling.md: every config on v5e-16, v5e-256 and v5p-128.")
 ACCEPTS_CONFIG_OVERRIDES = True
@@ -21,8 +23,9 @@ def add_arguments(parser) -> None:
   parser.add_argument("--num-outputs", type=int, default=None,
                       help="tag or class count (default: the config's dataset's)")
   parser.add_argument("--data-dir", default=None,
-                      help="prepared shards to bind the task to (needed by tasks other than "
-                           "tagging and classification)")
+                      help="prepared shards to bind the task to (default: a stand-in with "
+                           "no records for tagging and classification, the embedded corpus for "
+                           "the other tasks)")
   parser.add_argument("--max-batch", action="store_true",
                       help="find the largest per-chip batch that fits the chip's HBM")
 

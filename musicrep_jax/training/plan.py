@@ -21,12 +21,21 @@ interconnect, input stalls and kernel inefficiency, so real steps are slower: it
 
 Data: tagging and classification tasks bind to the data's metadata only (the tag or class
 count), so without ``--data-dir`` a metadata stand-in (``MetadataShards``) with
-``num_outputs`` classes is used; other tasks read records when binding and need ``data_dir``.
+``num_outputs`` classes is used. The other tasks (metric learning, DCUE, zero-shot) read records
+when they bind (label tables, listening interactions, the tag words); without ``--data-dir`` they
+bind to the embedded corpus rendered at the config's sample rate, the data ``:runlocal`` trains
+on, and the report says so (``"data"``). What the corpus sets is small next to the papers' data
+(its 24 tags, 200 users, a few dozen artists): the backbones and the P x K / triplet batches, which
+are what a step costs, are the config's own, but output tables sized by the data (DCUE's user
+embeddings, a classifier over artists) are the corpus's; pass ``--data-dir`` for the real sizes.
+A zero-shot config without a word-vector file gets a stand-in: random vectors of the papers'
+300 dimensions (papers.md 11) for the corpus's tag words, written into the cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import re
 import time
@@ -50,6 +59,9 @@ METADATA_TASKS = ("tagging", "classification")
 # (data_pipelines/speech_commands_builder.py), the embedded corpus' 24 tags.
 DEFAULT_OUTPUTS = {"mtat": 50, "msd": 50, "dcase2017": 15, "speech_commands": 35,
                    "synthetic": 24}
+# The word-vector dimension of papers 10-11 (papers.md 11: 300-d GloVe / word2vec), for the
+# zero-shot stand-in vectors (``with_standin_word_vectors``).
+STANDIN_VECTOR_DIM = 300
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 DTYPE_BYTES = {"pred": 1, "s4": 0.5, "u4": 0.5, "s8": 1, "u8": 1, "f8e4m3fn": 1, "f8e5m2": 1,
                "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4, "f64": 8,
@@ -83,6 +95,18 @@ class Topology:
     return max(len(self.devices) // max(self.chips, 1), 1)
 
 
+# libtpu's view of a host that is not a TPU VM (``topology``): no metadata server to query, one
+# local worker. Never set on a TPU VM, whose real values libtpu needs.
+NOT_A_TPU_VM = {"TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost",
+                "TPU_WORKER_ID": "0", "TPU_ACCELERATOR_TYPE": "v5litepod-4"}
+
+
+def on_tpu_host() -> bool:
+  """Whether this machine has TPU chips attached (``/dev/accel*`` on v2-v5e VMs, ``/dev/vfio``
+  on v5p/v6e VMs)."""
+  return bool(glob.glob("/dev/accel*")) or os.path.isdir("/dev/vfio")
+
+
 def topology(name: str) -> Topology:
   """``"local"`` (this host's devices) or a TPU topology ``KIND:AxB[xC]`` (``v5e:2x2``,
   ``v5e:16x16``, ``v5p:4x4x4``, ``v4:2x2x1``, ``v6e:4x4``; the shape counts chips)."""
@@ -96,6 +120,12 @@ def topology(name: str) -> Topology:
   # libtpu takes a lock file per process unless told that several may load it (a second JAX
   # process on this host, e.g. a concurrent CPU test, would otherwise block the compile).
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+  if not on_tpu_host():
+    # Off a TPU VM, libtpu asks the GCE metadata server which TPU this is and prints five lines
+    # of errors when none answers; saying "one local worker" up front keeps it quiet. The
+    # compiled programs are the same (checked: identical plans with and without these).
+    for key, value in NOT_A_TPU_VM.items():
+      os.environ.setdefault(key, value)
   try:
     from jax.experimental import topologies
 
@@ -169,21 +199,63 @@ class MetadataShards:
 
 def plan_shards(config: ml_collections.ConfigDict, config_name: str,
                 num_outputs: Optional[int] = None, data_dir: Optional[str] = None):
-  """The shards ``build_run`` binds the task to: the prepared shards of ``data_dir``, or a
-  ``MetadataShards`` stand-in (tagging and classification tasks only) with ``num_outputs``
-  outputs, by default ``DEFAULT_OUTPUTS[config.data.name]``."""
+  """The shards ``build_run`` binds the task to: the prepared shards of ``data_dir``; else a
+  ``MetadataShards`` stand-in with ``num_outputs`` outputs (by default
+  ``DEFAULT_OUTPUTS[config.data.name]``) for tagging and classification, the embedded corpus for
+  the tasks that read records (module docstring)."""
   if data_dir is not None:
     from musicrep_jax.data.shards import open_shards
 
     return open_shards(data_dir, expected_sample_rate=config.data.sample_rate)
   if config.task.name not in METADATA_TASKS:
-    raise UserError(f"config {config_name}: task {config.task.name!r} reads records of the data "
-                    f"when it binds; plan supports it with --data-dir (prepared shards).")
+    from musicrep_jax.data.shards import open_shards
+    from musicrep_jax.training import run_data
+
+    return open_shards(run_data.ensure_synthetic(config.data),
+                       expected_sample_rate=config.data.sample_rate)
   count = num_outputs or DEFAULT_OUTPUTS.get(config.data.name)
   if not count or count < 1:
     raise UserError(f"config {config_name}: no known output count for data "
                     f"{config.data.name!r}; pass --num-outputs N.")
   return MetadataShards(int(count), int(config.data.sample_rate), config_name)
+
+
+def data_description(shards, data_dir: Optional[str]) -> str:
+  """What the plan's task was bound to, for the report's ``"data"`` field."""
+  if isinstance(shards, MetadataShards):
+    return f"metadata stand-in ({shards.num_outputs} outputs, no records)"
+  if data_dir is None:
+    return (f"embedded corpus stand-in ({len(shards.tag_names)} tags; pass --data-dir for the "
+            f"sizes of real data)")
+  return str(data_dir)
+
+
+def with_standin_word_vectors(config: ml_collections.ConfigDict, shards) -> ml_collections.ConfigDict:
+  """``config`` with ``task.kwargs.word_vectors`` pointing at random 300-d vectors for the words
+  of ``shards``' tags (written once into the cache) when a zero-shot config names no vector file
+  (module docstring); other configs unchanged. The label branch's cost depends only on the
+  vector dimension, not on the values."""
+  kwargs = config.task.get("kwargs", {})
+  if (config.task.name != "zero_shot" or kwargs.get("word_vectors")
+      or kwargs.get("side_info", "word_vectors") != "word_vectors"):
+    return config
+  from musicrep_jax.data import word_vectors
+  from musicrep_jax.training import run_data
+
+  words = sorted({w for tag in shards.tag_names for w in re.split(r"[\s_/&,-]+", tag.lower())
+                  if w})
+  path = run_data.cache_root() / "plan" / f"standin-vectors-{STANDIN_VECTOR_DIM}d-{len(words)}.txt"
+  if not path.exists():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vectors = np.random.default_rng(0).standard_normal((len(words), STANDIN_VECTOR_DIM))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    word_vectors.save_word2vec_text(tmp, words, vectors)
+    os.replace(tmp, path)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.task.kwargs.word_vectors = str(path)
+    config.task.kwargs.word_vectors_config = ""
+  return config
 
 
 # ------------------------------------------------------------------------------ abstract inputs
@@ -438,6 +510,7 @@ def plan(config: ml_collections.ConfigDict, *, topology_name: str, config_name: 
       n = len(topo.devices)
       config.batch_size = max(int(config.batch_size) // n, 1) * n
     shards = plan_shards(config, config_name, num_outputs, data_dir)
+    config = with_standin_word_vectors(config, shards)
     run = trainer.build_run(config, shards, devices=topo.devices)
   except UserError as error:
     prefix = f"config {config_name}"
@@ -482,7 +555,8 @@ def plan(config: ml_collections.ConfigDict, *, topology_name: str, config_name: 
   state_bytes = sharded_bytes(planner.state)
   param_bytes = sharded_bytes(planner.state.params)
   out = {
-      "config": config_name, "topology": topo.name, "device_kind": topo.device_kind,
+      "config": config_name, "data": data_description(shards, data_dir),
+      "topology": topo.name, "device_kind": topo.device_kind,
       "devices": n, "chips": topo.chips, "hosts": topo.hosts,
       "devices_per_host": n // topo.hosts, "mesh_data": int(run.mesh.shape["data"]),
       "mesh_fsdp": int(run.mesh.shape["fsdp"]), "compute_dtype": config.compute_dtype,
@@ -552,6 +626,7 @@ def format_report(result: dict) -> str:
 
   rows = [
       ("config", result["config"]),
+      ("data", result.get("data", "-")),
       ("topology", f"{result['topology']}: {result['devices']} x {result['device_kind']} "
                    f"({result['chips']} chips, {result['hosts']} hosts)"),
       ("mesh", f"data={result['mesh_data']} x fsdp={result['mesh_fsdp']}, "

@@ -76,3 +76,15 @@ def test_what_cannot_be_compiled_is_a_one_line_error(args, needle):
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and needle in errors[0] and "samplecnn_mtat" in errors[0], errors
   assert "Traceback" not in proc.stderr
+
+
+def test_a_task_that_reads_records_plans_on_the_embedded_corpus_quietly():
+  # Zero-shot binds to records (tag words, the seen/unseen split): without --data-dir it plans on
+  # the embedded corpus, with stand-in 300-d word vectors instead of training word2vec first.
+  # libtpu, off a TPU VM, prints no metadata-server errors.
+  proc, result = _plan("--config", "zero_shot:runlocal", "--topology", "v5e:2x2")
+  assert result["data"].startswith("embedded corpus stand-in"), result["data"]
+  assert result["fits"] is True and result["flops_per_chip"] > 0
+  assert "word2vec" not in proc.stdout.lower()
+  for noise in ("INVALID_ARGUMENT", "Failed to find host bounds", "Traceback"):
+    assert noise not in proc.stderr, proc.stderr[-2000:]

@@ -1,5 +1,6 @@
 """The pieces of ``musicrep plan`` that need no TPU: collectives read from HLO text, the roofline,
-the batch search, the metadata stand-in and its refusal of tasks that read records, and a whole
+the batch search, the stand-ins for data (metadata, the embedded corpus, zero-shot word
+vectors), and a whole
 plan of the tiny config on this host's CPU (the compile path ``--topology local`` takes).
 The TPU-topology runs through the CLI are in tests/e2e/test_plan_cli.py."""
 
@@ -80,17 +81,47 @@ def test_max_batch_search_finds_the_largest_fitting_batch(limit, start):
   assert len(tried) <= 2 * (int(np.log2(max(limit, start, 1))) + 2)
 
 
-def test_metadata_stand_in_refuses_tasks_that_read_records():
-  config = config_loading.load_config("siamese_artist_dcnn", [])
-  with pytest.raises(UserError, match=r"siamese_artist_dcnn.*--data-dir"):
-    plan.plan_shards(config, "siamese_artist_dcnn")
+def test_stand_ins_metadata_for_tagging_and_the_embedded_corpus_for_tasks_that_read_records():
+  # A metric-learning config binds to the embedded corpus (rendered small here), whose records
+  # its label tables read; the report says so.
+  config = config_loading.load_config("siamese_artist_dcnn", [
+      "--config.data.synthetic.num_clips=60", "--config.data.synthetic.clip_seconds=1.0",
+      "--config.data.sample_rate=8000"])
+  shards = plan.plan_shards(config, "siamese_artist_dcnn")
+  assert not isinstance(shards, plan.MetadataShards)
+  assert len(shards.source("train")) > 0
+  assert plan.data_description(shards, None).startswith("embedded corpus stand-in (24 tags")
+  # Tagging without a known output count asks for one; with it, no records are read.
   config = config_loading.load_config("samplecnn_mtat", ["--config.data.name=elsewhere"])
   with pytest.raises(UserError, match="--num-outputs"):
     plan.plan_shards(config, "samplecnn_mtat")
   shards = plan.plan_shards(config, "samplecnn_mtat", num_outputs=7)
   assert len(shards.tag_names) == 7
+  assert plan.data_description(shards, None) == "metadata stand-in (7 outputs, no records)"
   with pytest.raises(UserError, match="--data-dir"):
     len(shards.source("train"))
+
+
+def test_zero_shot_without_word_vectors_gets_300d_stand_in_vectors_for_every_tag():
+  from musicrep_jax.data.word_vectors import load_word_vectors
+
+  config = config_loading.load_config("zero_shot", [])
+  assert not config.task.kwargs.word_vectors
+  tags = ("hip hop", "female_vocal", "r&b", "guitar")
+  planned = plan.with_standin_word_vectors(config, plan.MetadataShards(4, 16000, "zero_shot"))
+  vectors, found = load_word_vectors(planned.task.kwargs.word_vectors).label_matrix(
+      [f"output_{i}" for i in range(4)])
+  assert vectors.shape == (4, plan.STANDIN_VECTOR_DIM) and found.all()
+  assert not config.task.kwargs.word_vectors  # the caller's config is left as it was
+
+  class Tagged:
+    tag_names = tags
+  planned = plan.with_standin_word_vectors(config, Tagged())
+  _, found = load_word_vectors(planned.task.kwargs.word_vectors).label_matrix(list(tags))
+  assert found.all()
+  # A config naming its own vectors, or another task, is unchanged.
+  other = config_loading.load_config("samplecnn_mtat", [])
+  assert plan.with_standin_word_vectors(other, Tagged()) is other
 
 
 def test_plan_of_the_tiny_config_on_this_host():
