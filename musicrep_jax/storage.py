@@ -19,11 +19,15 @@ Remote objects cannot be appended to or renamed atomically, so:
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import pathlib
 import shutil
 import tempfile
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
+
+from musicrep_jax.errors import UserError
 
 AnyPath = Union[pathlib.Path, "epath.Path"]  # noqa: F821
 
@@ -38,8 +42,48 @@ def as_path(path) -> AnyPath:
   if is_remote(path):
     from etils import epath  # Lazy: only remote paths need it.
 
+    _quiet_gcsfs()
     return epath.Path(os.fspath(path))
   return pathlib.Path(path).absolute()
+
+
+def _quiet_gcsfs() -> None:
+  """gcsfs logs a full traceback (``logger.exception``) each time a request runs out of
+  retries, before raising; the caller turns the error into one line, so the log is kept to
+  what ``MUSICREP_LOG_STORAGE=1`` asks for."""
+  if not os.environ.get("MUSICREP_LOG_STORAGE"):
+    logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
+
+
+@functools.lru_cache(maxsize=None)
+def _bucket_problem(scheme_and_bucket: str) -> Optional[str]:
+  import fsspec  # Lazy: remote paths only.
+
+  _quiet_gcsfs()
+  try:
+    fs, bucket = fsspec.core.url_to_fs(scheme_and_bucket)
+    fs.info(bucket)
+  except FileNotFoundError:
+    return f"the bucket {scheme_and_bucket} does not exist (or these credentials cannot see it)"
+  except Exception as error:  # pylint: disable=broad-except  (network, credentials, permissions)
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = lines[0][:200] if lines else type(error).__name__
+    return f"{scheme_and_bucket} cannot be reached: {reason}"
+  return None
+
+
+def require_reachable(path, role: str) -> None:
+  """For a remote ``path`` (the run's ``role``: "workdir", "data dir"), one request to its
+  bucket: a ``UserError`` naming the bucket and the first line of the reason when it does not
+  exist or cannot be reached (no network, no credentials, no permission), instead of a
+  "does not exist" or an I/O traceback later. Local paths and reachable buckets (checked once
+  per process) pass."""
+  if not is_remote(path):
+    return
+  scheme, rest = os.fspath(path).split("://", 1)
+  problem = _bucket_problem(f"{scheme}://{rest.split('/', 1)[0]}")
+  if problem:
+    raise UserError(f"The {role} {os.fspath(path)}: {problem}.")
 
 
 def write_text_atomic(path: AnyPath, text: str) -> None:

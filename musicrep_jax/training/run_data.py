@@ -67,6 +67,7 @@ def stage_data_dir(data_dir: str, out: str | os.PathLike | None = None) -> pathl
   if not storage.is_remote(data_dir):
     raise UserError(f"{data_dir} is a local folder already; stage copies gs://... (or another "
                     f"remote URI) to this host.")
+  storage.require_reachable(data_dir, "data dir")
   source = storage.as_path(data_dir)
   if not source.is_dir():
     raise UserError(f"The data dir {data_dir} does not exist or holds no files.")

@@ -1,6 +1,7 @@
 """``musicrep_jax.storage`` and what is built on it, locally and against the GCS API emulator on
 127.0.0.1 (``gcs_emulator``): atomic text writes, copies down, the metric writer's mirror of a
-remote run directory, and the one-line error for a remote data dir opened directly."""
+remote run directory, and the one-line errors for a remote data dir opened directly or in a
+bucket that does not exist."""
 
 import json
 import pathlib
@@ -81,3 +82,11 @@ def test_a_remote_data_dir_is_staged_or_refused_in_one_line(gcs_emulator, tiny_d
   assert default.name.startswith("unit-shards-")
   with pytest.raises(UserError, match="is a local folder already"):
     run_data.stage_data_dir(str(tiny_data_dir))
+  # A bucket that is not there: one line naming it, before any listing.
+  with pytest.raises(UserError) as error:
+    run_data.stage_data_dir("gs://no-such-bucket/shards")
+  assert str(error.value) == ("The data dir gs://no-such-bucket/shards: the bucket "
+                              "gs://no-such-bucket does not exist (or these credentials cannot "
+                              "see it).")
+  storage.require_reachable("gs://bucket/unit/shards", "data dir")  # exists: passes
+  storage.require_reachable(str(tmp_path), "workdir")  # local: no request
