@@ -1,5 +1,5 @@
 """End to end through the CLI, in real processes: 8 fake devices and 2 processes give the same
-parameters as 1 device; a SIGKILLed run resumes onto the uninterrupted run's losses; SIGTERM
+parameters as 1 device (also into a gs:// workdir on the GCS emulator); a SIGKILLed run resumes onto the uninterrupted run's losses; SIGTERM
 saves and exits. All runs share tests/tiny_config.py (20 steps, checkpoint every 5).
 """
 
@@ -99,6 +99,27 @@ def test_local_launch_script_runs_two_processes_that_match_one(reference_run, ti
                if line.startswith("[process ") and line.split("] ", 1)[1].startswith("{")]
   assert len(summaries) == 2 and all(s["step"] == STEPS for s in summaries)
 
+
+
+def test_two_processes_train_into_one_bucket_workdir(reference_run, tiny_data_dir, gcs_emulator,
+                                                     tmp_path):
+  """Multi-host into ``gs://``: both processes write one Orbax checkpoint into the bucket (each
+  its shards, through TensorStore) and process 0 the logs; the result equals the local run."""
+  from musicrep_jax import storage
+
+  env = dict(os.environ, PYTHONUNBUFFERED="1", MUSICREP_PORT=str(_free_port()),
+             PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+  remote = "gs://bucket/multihost/run"
+  proc = subprocess.run(["bash", str(REPO / "launch" / "local_multiprocess.sh"), "2",
+                         *_train_args(remote, tiny_data_dir)[1:]],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+  assert not any(pathlib.Path(REPO).glob("gs:*")), "a gs:// workdir became a local folder"
+  local = tmp_path / "copy"
+  storage.copy_tree(remote, local)
+  assert (local / "config.json").is_file() and (local / "metrics.jsonl").is_file()
+  _assert_trees_close(_final_params(local)["params"], _final_params(reference_run)["params"])
+  assert _train_losses(local).keys() == _train_losses(reference_run).keys()
 
 
 def _start(workdir, data_dir, *extra):
