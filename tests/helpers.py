@@ -109,3 +109,16 @@ def save_untrained_workdir(path: pathlib.Path, config, data_dir: pathlib.Path) -
   saver.wait()
   saver.close()
   return path
+
+
+def lazy_workdirs(tmp_path_factory, make):
+  """``get(name) -> workdir`` for a module fixture: ``make(name, path)`` writes the workdir of
+  ``name`` into a fresh ``path`` the first time it is asked for, later calls reuse it."""
+  made = {}
+
+  def get(name):
+    if name not in made:
+      made[name] = make(name, tmp_path_factory.mktemp(name) / "wd")
+    return made[name]
+
+  return get

@@ -1,4 +1,5 @@
-"""Exporting trained models: safetensors + a PyTorch mirror, ONNX, StableHLO (docs/export.md).
+"""Exporting trained models: model folders, safetensors + a PyTorch mirror, ONNX, StableHLO
+(docs/export.md).
 
 Modules (PyTorch, ONNX and safetensors are optional extras, imported only where used):
 
@@ -6,7 +7,13 @@ Modules (PyTorch, ONNX and safetensors are optional extras, imported only where 
     PyTorch-convention tensors (``"blocks.3.conv.weight"``), and back; numpy only.
   * ``safetensors_io``: writes / reads that map as a ``.safetensors`` file with the model's
     family and constructor arguments in its header (needs ``safetensors``, not torch).
-  * ``torch_mirror``: PyTorch modules that reproduce every exportable Flax family (needs torch).
+  * ``modeling_musicrep``: PyTorch modules that reproduce every exportable Flax family, one
+    self-contained file (torch, numpy, safetensors; no musicrep_jax import) copied verbatim into
+    model folders, with ``load(folder)``.
+  * ``torch_mirror``: those modules seen from the Flax side (Flax variables -> mirror; needs
+    torch).
+  * ``pretrained``: a workdir as a self-describing model folder (weights, PyTorch file, config,
+    ``musicrep.json``, ``eval_results.json``, model card ``README.md``) and back.
   * ``onnx_export``: the mirror through ``torch.onnx.export`` (dynamo), checked with
     onnxruntime (needs torch, onnx, onnxscript, onnxruntime).
   * ``stablehlo``: ``jax.export`` with a symbolic batch, serialized, reloaded and called (JAX

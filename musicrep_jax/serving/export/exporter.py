@@ -5,19 +5,26 @@
   ``model.safetensors``  flat weights in the PyTorch mirror's names + header (``safetensors_io``)
   ``model.onnx``         the mirror through ``torch.onnx.export`` (``onnx_export``)
   ``model.stablehlo``    ``jax.export`` serialized, symbolic batch (``stablehlo``)
+  ``modeling_musicrep.py`` with ``model.safetensors`` (format ``pretrained``): the PyTorch file
+                         that needs no JAX, checked by importing the copy written here; the
+                         model folder's other files come from ``pretrained.write_model_folder``
   ``export_info.json``   family, constructor fields, sample rate, input length, tag names, and
                          per format the measured max |export - Flax| of each output
 
 and checks each artifact by reading it back and running it (safetensors through the PyTorch
-mirror, ONNX with onnxruntime, StableHLO deserialized and called) on a seeded batch against
+mirror, ``pretrained`` through the copied ``modeling_musicrep.py``, ONNX with onnxruntime,
+StableHLO deserialized and called) on a seeded batch against
 ``model.apply`` in float32 at the highest matmul precision. ``PARITY_TOLERANCE``: every output
 must satisfy ``max |export - flax| <= 1e-5 * max(1, max |flax|)``; otherwise ``ExportMismatch``.
+Every file gets the mode of any new file (``0666`` less the umask: ``0644`` under umask 022).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pathlib
+import shutil
 from typing import Sequence
 
 import jax
@@ -29,15 +36,15 @@ from musicrep_jax.serving.export import eval_apply, layout, model_family, model_
 from musicrep_jax.serving.export import safetensors_io
 from musicrep_jax.serving.inference import audio_outputs
 
-FORMATS = ("safetensors", "onnx", "stablehlo")
+FORMATS = ("safetensors", "onnx", "stablehlo", "pretrained")
 FILE_NAMES = {"safetensors": "model.safetensors", "onnx": "model.onnx",
-              "stablehlo": "model.stablehlo"}
+              "stablehlo": "model.stablehlo", "pretrained": "modeling_musicrep.py"}
 # |export - flax| <= PARITY_TOLERANCE * max(1, max|flax|), per output (float32 on CPU).
 PARITY_TOLERANCE = 1e-5
 # Python packages each format needs beyond the core install (pip names).
 REQUIREMENTS = {"safetensors": ("safetensors", "torch"), "onnx": ("torch", "onnx", "onnxscript",
                                                                   "onnxruntime"),
-                "stablehlo": ()}
+                "stablehlo": (), "pretrained": ("safetensors", "torch")}
 
 
 class ExportMismatch(RuntimeError):
@@ -131,6 +138,11 @@ def _write_and_run(fmt: str, path: pathlib.Path, model, variables, header, audio
 
     path.write_bytes(stablehlo.serialize(model, variables, header.input_length))
     return stablehlo.run(path.read_bytes(), audio)
+  if fmt == "pretrained":
+    safetensors_io.write(path.with_name(FILE_NAMES["safetensors"]), header, variables)
+    copy_modeling_file(path)
+    modeling = import_file(path)
+    return modeling.forward_numpy(modeling.load(path.parent), audio)
   from musicrep_jax.serving.export import torch_mirror
 
   if fmt == "safetensors":
@@ -141,3 +153,19 @@ def _write_and_run(fmt: str, path: pathlib.Path, model, variables, header, audio
 
   onnx_export.export_onnx(torch_mirror.mirror_from_flax(model, variables), path, outputs)
   return onnx_export.run_onnx(path, audio)
+
+
+def copy_modeling_file(path: pathlib.Path) -> None:
+  """Writes ``modeling_musicrep.py`` of this package, byte for byte, to ``path`` (the mode of a
+  new file; ``shutil.copyfile`` does not copy the source's mode)."""
+  from musicrep_jax.serving.export import modeling_musicrep
+
+  shutil.copyfile(modeling_musicrep.__file__, path)
+
+
+def import_file(path: pathlib.Path):
+  """Imports the Python file ``path`` as a fresh module (not registered in ``sys.modules``)."""
+  spec = importlib.util.spec_from_file_location(f"_exported_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

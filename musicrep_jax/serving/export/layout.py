@@ -1,7 +1,7 @@
 """The name and layout map between Flax variables and flat PyTorch-convention tensors.
 
 One table per model family lists ``Entry(name, flax_path, kind)``: ``name`` is the PyTorch
-mirror's sub-module (``musicrep_jax.serving.export.torch_mirror``), ``flax_path`` the Flax module
+mirror's sub-module (``musicrep_jax.serving.export.modeling_musicrep``), ``flax_path`` the Flax module
 under
 ``params`` (and ``batch_stats`` for BatchNorm), ``kind`` how its tensors are laid out:
 
@@ -86,7 +86,7 @@ def resemul_block_structure(block: str) -> tuple[int, bool]:
   if issubclass(cls, resemul.ResidualBlock):
     return cls.num_convs, cls.use_se
   raise ValueError(f"block {block!r} has no export layout; add it to "
-                   f"musicrep_jax/export/layout.py and torch_mirror.py")
+                   f"musicrep_jax/serving/export/layout.py and modeling_musicrep.py")
 
 
 def resemul_layout(kw: dict) -> list[Entry]:
@@ -202,6 +202,7 @@ def embedding_net_layout(kw: dict) -> list[Entry]:
 LAYOUTS: dict[str, Callable[[dict], list[Entry]]] = {
     "sample_cnn": sample_cnn_layout,
     "resemul": resemul_layout,
+    "sample_level_fixed_input": resemul_layout,  # resemul on a stated input length (paper 6)
     "mel_dcnn": mel_dcnn_layout,
     "mel_frame_cnn": mel_frame_cnn_layout,
     "mel_cnn2d": mel_cnn2d_layout,

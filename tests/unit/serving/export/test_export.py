@@ -43,6 +43,10 @@ for _block in ("se", "res1", "rese2"):
   MODELS_UNDER_TEST[f"resemul_{_block}"] = SampleCNNBlocks(
       num_outputs=5, block=_block, m=3, n=4, channels=(4, 4, 8, 8, 16), amplifying_ratio=0.5,
       multi_level=True, multi_level_blocks=2)
+# Paper 6's fixed-length model: resemul blocks on 100 samples with a 'same' strided conv0.
+MODELS_UNDER_TEST["sample_level_fixed_input"] = MODELS.get("sample_level_fixed_input")(
+    num_outputs=5, block="rese1", m=3, n=3, channels=(4, 4, 8, 8), input_samples=100,
+    amplifying_ratio=0.5, multi_level_blocks=2)
 MODELS_UNDER_TEST["resemul_rese2_same_head"] = SampleCNNBlocks(
     num_outputs=5, block="rese2", m=3, n=3, channels=(4, 4, 8, 8), first_padding="SAME",
     multi_level=False, head_width=6, amplifying_ratio=2.0)
@@ -163,7 +167,7 @@ def test_every_format_reproduces_flax(cases, name, tmp_path):
   info = exporter.export_model(model, variables, tmp_path, sample_rate=16000,
                                tag_names=[f"t{i}" for i in range(getattr(model, "num_outputs",
                                                                          0))])
-  assert set(info["formats"]) == {"safetensors", "onnx", "stablehlo"}
+  assert set(info["formats"]) == {"safetensors", "onnx", "stablehlo", "pretrained"}
   assert json.loads((tmp_path / "export_info.json").read_text())["family"] == model_family(model)
 
   # Read back independently, at a batch size the export never saw (dynamic / symbolic batch).
