@@ -32,11 +32,25 @@ from musicrep_jax.errors import UserError
 def _parser(modules) -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="musicrep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   for name, module in modules.items():
     p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", None))
     module.add_arguments(p)
   return parser
+
+
+def _version() -> str:
+  """The installed distribution's version (``importlib.metadata``); the package's own
+  ``__version__`` when run from a checkout that is not installed."""
+  from importlib import metadata
+
+  try:
+    return metadata.version("musicrep-jax")
+  except metadata.PackageNotFoundError:
+    from musicrep_jax import __version__
+
+    return __version__
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """Embeddings and tag scores for audio files, streamed in bounded memory (``musicrep embed``).
 
-For each file (a folder is searched recursively for audio files):
+For each file (a folder is searched recursively for audio files), or each in-memory array
+(``ArraySource``: the Python API, ``serving/api.py``, cut into the same blocks as a file):
 
   1. **Decode in blocks** (``soundfile``, ``block_seconds`` at a time), mono = channel mean.
   2. **Resample explicitly** to the model's rate, block by block (``resample_stream``: the same
@@ -22,6 +23,10 @@ For each file (a folder is searched recursively for audio files):
 
 Which output is the embedding and which scores a model has: ``serving.inference.output_spec``
 (one table, ``EMBEDDING_OUTPUTS``, for every family; docs/export.md).
+
+Steps 1-4 are ``stream_inputs`` and step 5 ``clip_outputs``: ``embed_files`` writes their results
+(below), the Python API (``serving/api.py``) returns them, so a file gets the same numbers
+either way.
 
 Outputs in ``out_dir``: ``embeddings.npy`` ``[files_ok, d]``, the scores ``<scores>.npy``
 ``[files_ok, outputs]`` where the model has some (``tag_scores``, ``class_scores``,
@@ -79,6 +84,17 @@ STATUSES = ("ok", "skipped", "error")
 
 class SkippedFile(AudioDecodeError):
   """A file not embedded on purpose (status ``skipped``): unsupported format, truncated."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """In-memory audio as an input: mono float32 ``audio [samples]`` at ``sample_rate`` Hz, named
+  ``name`` in the records. Streamed like a file: cut into ``block_seconds`` blocks, resampled
+  by ``resample_stream`` and tiled, so an array equals the file it was decoded from."""
+
+  audio: np.ndarray
+  sample_rate: int
+  name: str = "<array>"
 
 
 # --- Finding files -----------------------------------------------------------------------------
@@ -310,37 +326,32 @@ class _Batcher:
 # --- The whole job -----------------------------------------------------------------------------
 
 
-def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample_rate: int,
-                input_length: int, out_dir: str | os.PathLike, batch_size: int = 32,
-                hop: Optional[int] = None, allow_resample: bool = True,
-                per_segment: bool = False, block_seconds: float = 10.0,
-                scores_name: str = "tag_scores", output_names: Sequence[str] = (),
-                info: Optional[dict] = None, progress: bool = True) -> dict:
-  """Embeds ``paths`` and writes the outputs (module doc); returns the summary.
+def stream_inputs(inputs: Sequence, forward: Callable, *, sample_rate: int, input_length: int,
+                  batch_size: int = 32, hop: Optional[int] = None, allow_resample: bool = True,
+                  per_segment: bool = False, block_seconds: float = 10.0,
+                  progress: bool = True) -> tuple[list[FileRecord], _Batcher]:
+  """Steps 1-4 of the module doc for every input (a path or an ``ArraySource``): returns one
+  ``FileRecord`` per input (status ``ok`` with the sums of its segments' outputs, or
+  ``skipped`` / ``error`` with the reason) and the batcher (per-segment outputs, constants).
 
   Args:
     forward: ``audio float32 [batch_size, input_length, 1] -> (embedding [batch, d], scores
       [batch, k], {name: constant array})``, possibly asynchronous (jax arrays); the array
       passed in is refilled once the outputs have been read.
-    sample_rate: the model's rate; every file is brought to it (or refused).
+    sample_rate: the model's rate; every input is brought to it (or refused).
     hop: samples between segment starts (default ``input_length``).
-    scores_name: file stem of the scores (``tag_scores``, ``logits``, ...; "" writes none).
-    output_names: names of the score columns (tag names), for ``index.jsonl``'s top tags.
-    info: extra entries for ``embed_info.json`` (model, checkpoint).
-    out_dir: a local folder or a remote one (``gs://...``: written in a local folder and copied
-      up at the end, ``storage.local_dir``); the inputs are local files.
   """
   from tqdm.auto import tqdm
 
-  records = [FileRecord(path=str(p), sample_rate=sample_rate) for p in paths]
+  records = [FileRecord(path=item.name if isinstance(item, ArraySource) else str(item),
+                        sample_rate=sample_rate) for item in inputs]
   batcher = _Batcher(forward, batch_size, input_length, records, per_segment)
-  started = time.perf_counter()
   bar = tqdm(total=len(records), unit="file", desc="embed", disable=not progress,
              dynamic_ncols=True)
-  for index, record in enumerate(records):
+  for index, (item, record) in enumerate(zip(inputs, records)):
     try:
-      _stream_file(index, record, batcher, sample_rate, input_length, hop, allow_resample,
-                   block_seconds)
+      _stream_input(index, item, record, batcher, sample_rate, input_length, hop,
+                    allow_resample, block_seconds)
     except AudioDecodeError as error:
       record.status = "skipped" if isinstance(error, SkippedFile) else "error"
       record.reason = error.reason
@@ -348,6 +359,45 @@ def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample
     bar.set_postfix(segments=sum(r.segments for r in records), refresh=False)
   batcher.finish()
   bar.close()
+  return records, batcher
+
+
+def clip_outputs(records: Sequence[FileRecord]) -> tuple[np.ndarray, np.ndarray]:
+  """Step 5: the clip means of the ``ok`` records, in order (each gets its ``row``) ->
+  ``(embeddings float32 [ok, d], scores float32 [ok, k])`` (``[0, 0]`` when none is ok)."""
+  ok = [r for r in records if r.status == "ok"]
+  for row, record in enumerate(ok):
+    record.row = row
+    assert record.results == record.segments, (record.path, record.results, record.segments)
+  if not ok:
+    return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+  embeddings = np.stack([r.embedding_sum / r.segments for r in ok]).astype(np.float32)
+  scores = np.stack([r.scores_sum / r.segments for r in ok]).astype(np.float32)
+  return embeddings, scores
+
+
+def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample_rate: int,
+                input_length: int, out_dir: str | os.PathLike, batch_size: int = 32,
+                hop: Optional[int] = None, allow_resample: bool = True,
+                per_segment: bool = False, block_seconds: float = 10.0,
+                scores_name: str = "tag_scores", output_names: Sequence[str] = (),
+                info: Optional[dict] = None, progress: bool = True) -> dict:
+  """Embeds ``paths`` (``stream_inputs``, ``clip_outputs``) and writes the outputs (module
+  doc); returns the summary.
+
+  Args:
+    forward, sample_rate, hop: as ``stream_inputs``.
+    scores_name: file stem of the scores (``tag_scores``, ``logits``, ...; "" writes none).
+    output_names: names of the score columns (tag names), for ``index.jsonl``'s top tags.
+    info: extra entries for ``embed_info.json`` (model, checkpoint).
+    out_dir: a local folder or a remote one (``gs://...``: written in a local folder and copied
+      up at the end, ``storage.local_dir``); the inputs are local files.
+  """
+  started = time.perf_counter()
+  records, batcher = stream_inputs(
+      paths, forward, sample_rate=sample_rate, input_length=input_length,
+      batch_size=batch_size, hop=hop, allow_resample=allow_resample, per_segment=per_segment,
+      block_seconds=block_seconds, progress=progress)
   with storage.local_dir(out_dir) as local:
     out = str(out_dir) if storage.is_remote(out_dir) else str(local)
     summary = _write_outputs(local, records, batcher, scores_name, output_names, info or {}, out)
@@ -357,19 +407,26 @@ def embed_files(paths: Sequence[str | os.PathLike], forward: Callable, *, sample
   return summary
 
 
-def _stream_file(index: int, record: FileRecord, batcher: _Batcher, sample_rate: int,
-                 input_length: int, hop: Optional[int], allow_resample: bool,
-                 block_seconds: float) -> None:
-  unsupported = unsupported_reason(record.path)
-  if unsupported and os.path.isfile(record.path):
-    raise SkippedFile(record.path, unsupported)
-  info = probe_audio(record.path)
-  record.source_sample_rate, record.channels = int(info.samplerate), int(info.channels)
-  if record.source_sample_rate != sample_rate and not allow_resample:
-    raise AudioDecodeError(record.path, f"sample rate {record.source_sample_rate} Hz differs "
-                                        f"from the model's {sample_rate} Hz and resampling is "
-                                        f"disabled")
-  record.resampled = record.source_sample_rate != sample_rate
+def _stream_input(index: int, item, record: FileRecord, batcher: _Batcher, sample_rate: int,
+                  input_length: int, hop: Optional[int], allow_resample: bool,
+                  block_seconds: float) -> None:
+  """Decodes (or cuts) ``item`` into blocks, resamples and tiles them into ``batcher``."""
+  if isinstance(item, ArraySource):
+    audio = np.asarray(item.audio, np.float32)
+    frames, rate, channels = len(audio), int(item.sample_rate), 1
+    open_blocks = lambda n: (audio[i:i + n] for i in range(0, len(audio), n))
+  else:
+    unsupported = unsupported_reason(record.path)
+    if unsupported and os.path.isfile(record.path):
+      raise SkippedFile(record.path, unsupported)
+    info = probe_audio(record.path)
+    frames, rate, channels = int(info.frames), int(info.samplerate), int(info.channels)
+    open_blocks = lambda n: decode_blocks(record.path, n)
+  record.source_sample_rate, record.channels = rate, channels
+  if rate != sample_rate and not allow_resample:
+    raise AudioDecodeError(record.path, f"sample rate {rate} Hz differs from the model's "
+                                        f"{sample_rate} Hz and resampling is disabled")
+  record.resampled = rate != sample_rate
   decoded = 0
 
   def counted(blocks):
@@ -378,17 +435,15 @@ def _stream_file(index: int, record: FileRecord, batcher: _Batcher, sample_rate:
       decoded += len(block)
       yield block
 
-  block_frames = max(1, int(block_seconds * record.source_sample_rate))
-  blocks = resample_stream(counted(decode_blocks(record.path, block_frames)),
-                           record.source_sample_rate, sample_rate)
-  rate = record.source_sample_rate
+  block_frames = max(1, int(block_seconds * rate))
+  blocks = resample_stream(counted(open_blocks(block_frames)), rate, sample_rate)
 
   def cut_short() -> bool:  # The header declares more audio than was decoded.
-    return decoded + TRUNCATION_SLACK_FRAMES < info.frames
+    return decoded + TRUNCATION_SLACK_FRAMES < frames
 
   def truncated(detail: str = "") -> SkippedFile:
     return SkippedFile(record.path, f"truncated: decoded {decoded / rate:.2f} s of the "
-                                    f"{info.frames / rate:.2f} s its header declares{detail}")
+                                    f"{frames / rate:.2f} s its header declares{detail}")
 
   try:
     for segment in segment_stream(blocks, input_length, hop):
@@ -409,15 +464,8 @@ def _stream_file(index: int, record: FileRecord, batcher: _Batcher, sample_rate:
 
 def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _Batcher,
                    scores_name: str, output_names: Sequence[str], info: dict, out: str) -> dict:
+  embeddings, scores = clip_outputs(records)
   ok = [r for r in records if r.status == "ok"]
-  for row, record in enumerate(ok):
-    record.row = row
-    assert record.results == record.segments, (record.path, record.results, record.segments)
-  if ok:
-    embeddings = np.stack([r.embedding_sum / r.segments for r in ok]).astype(np.float32)
-    scores = np.stack([r.scores_sum / r.segments for r in ok]).astype(np.float32)
-  else:
-    embeddings = scores = np.zeros((0, 0), np.float32)
   np.save(out_dir / "embeddings.npy", embeddings)
   if scores_name:
     np.save(out_dir / f"{scores_name}.npy", scores)
@@ -466,9 +514,10 @@ def _write_outputs(out_dir: pathlib.Path, records: list[FileRecord], batcher: _B
 
 def make_forward(trained, batch_size: int) -> tuple[Callable, "OutputSpec"]:
   """``(forward, spec)`` for a ``musicrep_jax.serving.inference.Trained`` model: a jitted
-  eval-mode forward (the task's, so a zero-shot model sees its label vectors) giving
-  ``spec.select`` of the outputs, ``spec`` being ``serving.inference.output_spec``: the
-  embedding, the scores (``spec.scores`` names them; none for DCUE) and constants (CSN masks)."""
+  eval-mode forward (the task's, so a zero-shot model sees its label vectors; the model's own
+  for a model folder, which has no task) giving ``spec.select`` of the outputs, ``spec`` being
+  ``serving.inference.output_spec``: the embedding, the scores (``spec.scores`` names them;
+  none for DCUE) and constants (CSN masks)."""
   import jax
 
   from musicrep_jax.serving.inference import output_spec
@@ -478,7 +527,10 @@ def make_forward(trained, batch_size: int) -> tuple[Callable, "OutputSpec"]:
 
   @jax.jit
   def apply(variables, audio):
-    out = trained.task.forward(trained.model, variables, {"audio": audio}, train=False)
+    if trained.task is None:
+      out = trained.model.apply(variables, audio, train=False)
+    else:
+      out = trained.task.forward(trained.model, variables, {"audio": audio}, train=False)
     return spec.select(out)
 
   del batch_size  # One shape: the batcher always sends full (padded) batches.

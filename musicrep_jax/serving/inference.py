@@ -1,4 +1,5 @@
-"""A trained workdir as a model ready for inference: ``musicrep export`` and ``musicrep embed``.
+"""A trained workdir (or a model folder) as a model ready for inference: ``musicrep export``,
+``musicrep embed`` and the Python API (``serving/api.py``).
 
 ``load_trained`` restores the workdir through the one restore path,
 ``musicrep_jax.training.trainer.restore_workdir`` (the run rebuilt by ``build_run`` from
@@ -6,6 +7,7 @@
 export or an embedding needs, with the variables on the host. The dataset is opened only for
 what the model's shape and the outputs' names come from (the number and names of tags):
 ``--data-dir`` as for ``musicrep eval``, or the embedded corpus' cache for ``synthetic`` configs.
+``trained_from_folder`` does the same for a model folder's parts (no data, no task).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class Trained:
   tag_names: tuple[str, ...]
   step: int
   workdir: pathlib.Path
+  # A model folder's recorded outputs ("scores", "score_names", "subspaces"), read by
+  # ``output_spec`` when there is no task (``task is None``).
+  recorded: dict = dataclasses.field(default_factory=dict)
 
 
 def load_trained(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
@@ -47,6 +52,30 @@ def load_trained(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
                  config=restored.config, sample_rate=int(restored.config.data.sample_rate),
                  input_length=int(run.input_length), tag_names=tuple(run.shards.tag_names),
                  step=restored.step, workdir=restored.workdir)
+
+
+def trained_from_folder(path, model, config, variables: dict, info: dict) -> Trained:
+  """A model folder's parts as a ``Trained`` without a task: ``model`` (the Flax module its
+  ``musicrep.json`` describes, ``serving.export.pretrained.flax_model``), the training
+  ``config``, the Flax ``variables`` and ``info`` (``musicrep.json``, from
+  ``read_model_folder``), whose ``scores``, ``score_names`` and ``subspaces`` (the exported
+  ``OutputSpec``) give the outputs. ``UserError`` if the sample rate is missing or the model's
+  input length differs from the recorded one."""
+  from musicrep_jax import storage
+
+  if "sample_rate" not in info:
+    raise UserError(f"{path}/musicrep.json lacks sample_rate; export the model again with "
+                    f"`musicrep export --format pretrained`.")
+  input_length = int(model.input_length)
+  if int(info.get("input_length", input_length)) != input_length:
+    raise UserError(f"{path}: the model musicrep.json describes takes {input_length} samples, "
+                    f"not the recorded {info['input_length']}.")
+  recorded = {k: info[k] for k in ("scores", "score_names", "subspaces") if k in info}
+  return Trained(model=model, task=None, variables=variables, config=config,
+                 sample_rate=int(info["sample_rate"]), input_length=input_length,
+                 tag_names=tuple(info.get("tag_names", ())),
+                 step=int((info.get("checkpoint") or {}).get("step", 0)),
+                 workdir=storage.as_path(path), recorded=recorded)
 
 
 # --- Which output is the embedding: the one rule for every model family ------------------------
@@ -150,7 +179,9 @@ class OutputSpec:
 
 def output_spec(trained: Trained) -> OutputSpec:
   """The ``OutputSpec`` of a restored model and its task: the embedding from
-  ``EMBEDDING_OUTPUTS``, the scores from the head (``head_output``) and the task."""
+  ``EMBEDDING_OUTPUTS``, the scores from the head (``head_output``) and the task. Without a
+  task (a model folder): the scores its export recorded (``Trained.recorded``; zero-shot label
+  scores need the label vectors of the training data, so a folder gives none)."""
   from musicrep_jax.tasks.metric_learning import MetricLearningTask
   from musicrep_jax.tasks.tagging import TaggingTask
   from musicrep_jax.tasks.zero_shot import ZeroShotTask
@@ -159,8 +190,17 @@ def output_spec(trained: Trained) -> OutputSpec:
   family = model_family(model)
   spec = dict(family=family, embedding=embedding_output(family), scores="")
   if family == "embedding_net" and model.num_subspaces:
-    spec.update(constants=CONSTANT_OUTPUTS, subspaces=tuple(task.labels)[:model.num_subspaces])
-  if head_output(model):
+    subspaces = (tuple(task.labels) if task is not None
+                 else tuple(trained.recorded.get("subspaces", ())))
+    spec.update(constants=CONSTANT_OUTPUTS, subspaces=subspaces[:model.num_subspaces])
+  if task is None:
+    scores = trained.recorded.get("scores", "tag_scores" if head_output(model) else "")
+    if not head_output(model) or scores not in ("tag_scores", "class_scores", "logits"):
+      scores = ""
+    names = trained.recorded.get("score_names", trained.tag_names if scores == "tag_scores"
+                                 else ())
+    spec.update(scores=scores, score_names=tuple(names) if scores else ())
+  elif head_output(model):
     if isinstance(task, TaggingTask) or (isinstance(task, MetricLearningTask)
                                          and not task.int_head):
       spec.update(scores="tag_scores", score_names=trained.tag_names)

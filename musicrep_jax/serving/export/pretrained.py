@@ -443,6 +443,10 @@ def model_card(describe: dict, info: dict) -> str:
 
 
 def _version() -> str:
-  import musicrep_jax
+  """The installed distribution's version (the package root is a layer above this one)."""
+  from importlib import metadata
 
-  return musicrep_jax.__version__
+  try:
+    return metadata.version("musicrep-jax")
+  except metadata.PackageNotFoundError:  # A checkout on sys.path, not installed.
+    return "unknown (not installed)"
