@@ -25,6 +25,11 @@ def add_arguments(parser) -> None:
            "the workdir's config.json when resuming; num_train_steps, log_every, eval_every, "
            "checkpoint_every, progress_bar, eval_batch_size, checkpoint.keep, "
            "checkpoint.async_save and mesh.* always may, any other difference is refused")
+  parser.add_argument(
+      "--record-resources", default=None, metavar="FILE",
+      help="after a finished run, write FILE (JSON, local or gs://): its summary, this "
+           "process's peak host memory (RSS) and peak device memory (where the backend reports "
+           "it), the hardware and the software versions; `musicrep compare` trains through it")
 
 
 def run(args, overrides) -> dict:
@@ -55,4 +60,8 @@ def run(args, overrides) -> dict:
         if k.strip())
   result = RUNNERS.get(runner)(config, workdir=args.workdir, data_dir=args.data_dir, **extra)
   print_report(result.pop("report", ()))
+  if args.record_resources and not result.get("stopped_by"):
+    from musicrep_jax.training import run_record
+
+    run_record.write_resources(args.record_resources, result)
   return result

@@ -42,7 +42,7 @@ def run(config: ml_collections.ConfigDict, *, workdir: str, data_dir: Optional[s
     name) and ``workdir``; or ``stopped_by`` and ``step`` when a signal stopped the run (rerun
     to resume). ``report``: what the command prints (lines, and ``(title, metrics)`` pairs).
   """
-  from musicrep_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from musicrep_jax.training import trainer, writers  # pylint: disable=g-import-not-at-top
 
   config_loading.validate(config)
   resolve_word_vectors(config)
@@ -55,8 +55,8 @@ def run(config: ml_collections.ConfigDict, *, workdir: str, data_dir: Optional[s
   test, split = summary["test"], config.data.test_split
   report = [(f"Held-out {split} split (best checkpoint, step {summary['best_step']}):", test)
             if test else f"Trained {summary['step']} steps; no {split!r} split to evaluate.",
-            f"Logs: {workdir}/metrics.jsonl; TensorBoard: tensorboard --logdir "
-            f"{workdir}/tensorboard",
+            f"Logs: {workdir}/metrics.jsonl, curves: {workdir}/curves.png; TensorBoard: "
+            f"{writers.tensorboard_hint(f'{workdir}/tensorboard')}",
             f"Checkpoints: {workdir}/checkpoints (latest), {workdir}/best (best by validation "
             f"{config.checkpoint.best_metric})"]
   return ({k: summary[k] for k in ("step", "best_step", "compilations")} | dict(test)

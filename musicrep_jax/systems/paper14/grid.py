@@ -4,8 +4,9 @@ each cell trained on the embedded corpus, then compared on time to quality (``re
 The cells (``GRID``: approach x plain/disentangled, the eight rows of the poster's tables) are
 ``configs/paper14.py:APPROACH,VARIANT,runlocal`` (``cell_config``; ``size="tiny"`` shrinks them
 further with ``metric_tiny``), each trained in this process by the trainer into
-``OUT/runs/APPROACH-VARIANT`` (``train_cells``: a finished cell, one with ``summary.json``, is
-reused; an unfinished one resumes). ``compare`` trains the grid and writes the report
+``OUT/runs/APPROACH-VARIANT`` (a finished cell, one with ``summary.json``, is reused when its
+``config.json`` matches, and never overwritten: ``training/run_record.check_finished``; an
+unfinished one resumes). ``compare`` trains the grid and writes the report
 (``report.write_report``: ``table.md``, ``table.csv``, ``plots/metric_vs_time.png``,
 ``results.json``); ``musicrep compare-paper14`` and ``musicrep bench paper14`` call it.
 
@@ -25,6 +26,7 @@ from typing import Optional, Sequence
 from musicrep_jax import storage
 from musicrep_jax.errors import UserError
 from musicrep_jax.registry import RUNNERS
+from musicrep_jax.training import run_record
 from musicrep_jax.systems.paper14 import report
 
 GRID = (("triplet", "plain"), ("triplet", "disentangled"), ("triplet_track", "disentangled"),
@@ -94,8 +96,8 @@ def compare(out: str | pathlib.Path, *, data_dir: Optional[str] = None,
     config = cell_config(approach, variant, size, steps, evals, overrides)
     dims = tuple(config.task.kwargs.labels)
     workdir = out / "runs" / labels["name"]
-    done = workdir / "summary.json"
-    if not done.exists():
+    done = workdir / run_record.SUMMARY
+    if not run_record.check_finished(workdir, config):  # Refuses a finished other config.
       print(f"=== {labels['name']} ({config.num_train_steps} steps) ===", flush=True)
       summary = trainer.train(config, workdir, data_dir)
       if "stopped_by" in summary:

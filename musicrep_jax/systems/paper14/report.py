@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from musicrep_jax import storage
+from musicrep_jax.training.curves import curve, read_jsonl, time_to_threshold
 
 CHANCE = 0.5
 RECALL_KS = (1, 2, 4, 8)
@@ -38,56 +39,24 @@ RECALL_KS = (1, 2, 4, 8)
 # ------------------------------------------------------------------------------ reading runs
 
 
-def train_time_at_steps(records: list) -> tuple[np.ndarray, np.ndarray]:
-  """``metrics.jsonl`` records -> (steps, cumulative training seconds) at each train log.
-
-  Each train record covers the steps since the previous log at ``steps_per_s`` (the trainer's
-  own measurement, without compile, evaluation and checkpoint time); the first log starts after
-  the compiled first step.
-  """
-  steps, seconds, last, total = [1], [0.0], 1, 0.0
-  for r in sorted((r for r in records if r["split"] == "train"), key=lambda r: r["step"]):
-    n = max(r["step"] - last, 1) if r["step"] > last else 0
-    if n and r.get("steps_per_s"):
-      total += n / float(r["steps_per_s"])
-      steps.append(r["step"])
-      seconds.append(total)
-      last = r["step"]
-  return np.asarray(steps, float), np.asarray(seconds, float)
-
-
-def curve(records: list, split: str, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(steps, training seconds, values) of ``metric`` over the ``split`` evaluations, each
-  ``[points]``."""
-  log_steps, log_seconds = train_time_at_steps(records)
-  points = sorted((r["step"], float(r[metric])) for r in records
-                  if r["split"] == split and isinstance(r.get(metric), (int, float)))
-  steps = np.asarray([p[0] for p in points], float)
-  values = np.asarray([p[1] for p in points], float)
-  return steps, np.interp(steps, log_steps, log_seconds), values
-
-
 def time_to_target(steps, seconds, values, fraction: float, chance: float = CHANCE) -> tuple:
-  """(step, seconds) of the first point reaching ``chance + fraction * (final - chance)``."""
+  """(step, seconds) of the first point reaching ``chance + fraction * (final - chance)`` (the
+  last point when none does: a final value below chance)."""
   if len(values) == 0 or not np.isfinite(values[-1]):
     return float("nan"), float("nan")
-  target = chance + fraction * (values[-1] - chance)
-  reached = np.flatnonzero(values >= target)
-  i = int(reached[0]) if len(reached) else len(values) - 1
-  return float(steps[i]), float(seconds[i])
+  reached = time_to_threshold(steps, seconds, values, chance + fraction * (values[-1] - chance))
+  return reached if np.isfinite(reached[0]) else (float(steps[-1]), float(seconds[-1]))
 
 
 def summarize_run(workdir: pathlib.Path, target: str, fraction: float, dims: tuple) -> dict:
   """One cell's numbers: timing, test metrics, curves."""
-  from musicrep_jax.training.writers import read_jsonl
-
   records = read_jsonl(workdir / "metrics.jsonl")
   timing = json.loads((workdir / "timing.json").read_text())
   tests = [r for r in records if r["split"] == "test"]
   test = tests[-1] if tests else {}
   steps, seconds, values = curve(records, "validation", target)
   step_at, seconds_at = time_to_target(steps, seconds, values, fraction)
-  _, auc_seconds, auc_values = curve(records, "validation", "roc_auc")
+  auc_steps, auc_seconds, auc_values = curve(records, "validation", "roc_auc")
   row = {
       "train_s": float(timing["train_s"]), "compile_s": float(timing["compile_s"]),
       "eval_s": float(timing["eval_s"]), "steps": int(timing["steps"]),
@@ -104,7 +73,8 @@ def summarize_run(workdir: pathlib.Path, target: str, fraction: float, dims: tup
     row[f"{dim.split(':')[-1]}_triplet_acc"] = test.get(f"{dim}/triplet_acc", float("nan"))
   row["curves"] = {"target": {"steps": steps.tolist(), "seconds": seconds.tolist(),
                               "values": values.tolist()},
-                   "roc_auc": {"seconds": auc_seconds.tolist(), "values": auc_values.tolist()}}
+                   "roc_auc": {"steps": auc_steps.tolist(), "seconds": auc_seconds.tolist(),
+                               "values": auc_values.tolist()}}
   return row
 
 
@@ -166,29 +136,23 @@ def write_tables(rows: list, out: pathlib.Path, dims: tuple, note: str) -> None:
 
 
 def write_plots(rows: list, out: pathlib.Path, target: str) -> pathlib.Path:
-  import matplotlib
+  """``plots/metric_vs_time.png``: validation ``target`` and ROC-AUC against training time, one
+  line per cell (dashed: disentangled), drawn by ``training/curves.py``."""
+  from musicrep_jax.training import curves
 
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+  lines = []
   for row in rows:
     disentangled = row["disentangled"] == "yes"
-    style = dict(marker="o", linestyle="--" if disentangled else "-",
-                 label=f"{row['model']} ({'disentangled' if disentangled else 'plain'})")
-    axes[0].plot(row["curves"]["target"]["seconds"], row["curves"]["target"]["values"], **style)
-    axes[1].plot(row["curves"]["roc_auc"]["seconds"], row["curves"]["roc_auc"]["values"], **style)
-  for ax, title in zip(axes, (f"validation {target}", "validation tagging ROC-AUC")):
-    ax.set_xlabel("training wall time, s (compile, eval and checkpoints excluded)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7)
-  fig.tight_layout()
+    points = {name: {"validation": (c.get("steps", []), c["seconds"], c["values"])}
+              for name, c in (("target", row["curves"]["target"]),
+                              ("roc_auc", row["curves"]["roc_auc"]))}
+    lines.append({"label": f"{row['model']} ({'disentangled' if disentangled else 'plain'})",
+                  "style": {"linestyle": "--" if disentangled else "-"}, "curves": points})
   (out / "plots").mkdir(exist_ok=True)
-  path = out / "plots" / "metric_vs_time.png"
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return curves.plot(lines, out / "plots" / "metric_vs_time.png", metrics=["target", "roc_auc"],
+                     x_axes=("time",), dpi=110,
+                     titles={"target": f"validation {target}",
+                             "roc_auc": "validation tagging ROC-AUC"})
 
 
 def write_report(rows: list, out: storage.AnyPath, dims: Optional[Sequence[str]], *, size: str,
