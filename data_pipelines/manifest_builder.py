@@ -10,6 +10,9 @@ Commands' word folders, ...) into a :class:`Manifest` of rows (:class:`Row`), th
 * counts ``seen`` / ``written`` / ``skipped`` per split (``seen = written + skipped``) and lists
   every skipped file with its reason in ``builder.skipped`` (``prepare`` writes them into
   ``prepare_report.json``);
+* skips a file that holds less audio than its header declares (``audio_io.TruncatedAudioError``:
+  a cut download or copy) with one warning naming it, and counts them in ``builder.truncated``
+  (a part of the skipped files);
 * optionally checks, right after probing (before any decoding), that each split has the number
   of usable files a paper's split has (``expected_counts``): a mismatch is a ``UserError``, or a
   warning with ``strict_counts=False``;
@@ -77,6 +80,9 @@ def probe(row: Row, min_seconds: float) -> str | None:
     info = audio_io.probe_audio(row.full_path)
   except audio_io.AudioDecodeError as error:
     return error.reason
+  truncated = audio_io.header_truncation(row.full_path, info)
+  if truncated:
+    return truncated
   seconds = info.frames / info.samplerate
   if seconds < min_seconds:
     return f"too short ({seconds:.2f} s < {min_seconds:g} s)"
@@ -144,6 +150,7 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.counts = {s: {"seen": 0, "written": 0, "skipped": 0} for s in SPLITS}
     self.skipped: list[dict] = []  # {"clip_id", "path", "split", "reason"}, manifest order.
     self.warnings: list[str] = list(manifest.warnings)
+    self.truncated = 0  # Skipped files that hold less audio than their header declares.
     self.audio_samples = 0  # Total samples written.
     overlap = tracks_in_several_splits(self._manifest.rows)
     if overlap:
@@ -281,6 +288,9 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "album": row.album, "artist": row.artist, "path": row.path}
 
   def _skip(self, row: Row, reason: str) -> None:
+    if reason.startswith(audio_io.TRUNCATED):
+      self.truncated += 1
+      self.warnings.append(f"{row.path} is {reason}; skipped.")
     self.counts[row.split]["skipped"] += 1
     self.skipped.append({"clip_id": row.clip_id, "path": row.path, "split": row.split,
                          "reason": reason})

@@ -9,6 +9,8 @@ The report (also returned) holds::
 
     builder, dataset, out_dir, dataset_dir, sample_rate, params
     seen, written                               (totals; seen = written + len(skipped))
+    truncated                                   (skipped files cut short: less audio than their
+                                                 header declares; one warning each)
     splits: {split: {seen, written, skipped}}, total: {seen, written, skipped}
     skipped: [{clip_id, path, split, reason}]   (ordered by clip_id)
     warnings: [str]
@@ -31,6 +33,7 @@ from musicrep_jax.errors import UserError
 
 REPORT_NAME = "prepare_report.json"
 LOCK_NAME = ".prepare.lock"
+DOWNLOAD_PREFIX = ".musicrep_tfds_"  # TFDS's (empty) download folder during a build.
 SPLITS = ("train", "validation", "test")
 
 
@@ -172,14 +175,16 @@ def _out_dir_path(out_dir) -> str:
 def _prepare_out_dir(out_dir: str, builder_cls, overwrite: bool, config: str | None = None):
   """Clears ``out_dir`` (locked by the caller) for a build of this dataset: deletes
   (``overwrite``) or refuses an existing build (of its BuilderConfig named ``config``, when it
-  has configs), and removes the ``incomplete.*`` folders TFDS leaves when a build is killed.
+  has configs), and removes the ``incomplete.*`` folders TFDS leaves when a build is killed
+  (and the build's download folder, ``DOWNLOAD_PREFIX*``).
 
   A build whose ``prepare_report.json`` is missing (the previous run stopped before the end) is
   deleted without asking. The old build is removed before the builder is constructed: TFDS would
   otherwise load the old ``dataset_info.json`` into the new builder.
   """
   dataset_parent = os.path.join(out_dir, builder_cls.name, *([config] if config else []))
-  for leftover in glob.glob(os.path.join(dataset_parent, "incomplete.*")):
+  for leftover in (glob.glob(os.path.join(dataset_parent, "incomplete.*")) +
+                   glob.glob(os.path.join(out_dir, DOWNLOAD_PREFIX + "*"))):
     shutil.rmtree(leftover, ignore_errors=True)
   dataset_dir = os.path.join(dataset_parent, str(builder_cls.VERSION))
   if os.path.exists(dataset_dir):
@@ -209,7 +214,8 @@ def _build(make_builder: Callable, out_dir: str,
   tfds_bars = getattr(tqdm_utils, "_active", True)
   tfds.display_progress_bar(False)  # The builders show their own bars, per file.
   try:
-    with tempfile.TemporaryDirectory(prefix="musicrep_tfds_") as download_dir:
+    # In out_dir, not /tmp: a killed build's leftover is removed by the next one (_prepare_out_dir).
+    with tempfile.TemporaryDirectory(prefix=DOWNLOAD_PREFIX, dir=out_dir) as download_dir:
       builder.download_and_prepare(
           download_dir=download_dir, file_format="array_record",
           download_config=tfds.download.DownloadConfig())
@@ -235,6 +241,7 @@ def _report(builder, kind: str, out_dir: str, params: dict, counts: dict, skippe
       "params": params,
       "seen": total["seen"],
       "written": total["written"],
+      "truncated": int(getattr(builder, "truncated", 0)),
       "splits": splits,
       "total": total,
       "skipped": sorted(skipped, key=lambda item: item["clip_id"]),

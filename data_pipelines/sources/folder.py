@@ -3,8 +3,9 @@
 HELP = "a folder of audio files plus a CSV manifest"
 DESCRIPTION = ("Manifest columns: path (relative to --audio-dir, required); tags (';'-separated, "
                "optional); artist, album, track, split (optional). Without a split column, "
-               "splits are assigned by track with a stable hash (80/10/10). Unreadable, empty or "
-               "too-short files are skipped and listed in <out>/prepare_report.json.")
+               "splits are assigned by track with a stable hash (80/10/10). Unreadable, empty, "
+               "truncated (less audio than the header declares: one warning each) or too-short "
+               "files are skipped and listed in <out>/prepare_report.json.")
 
 
 def add_arguments(parser) -> None:

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
                       "(any etils.epath URI; written locally, copied up at the end)")
   parser.add_argument("--data-dir", default=None,
                       help="the prepared shards the model was trained on (for the tag names); "
-                           "not needed for the embedded synthetic corpus")
+                           "by default the data the run recorded (run_info.json)")
   parser.add_argument("--checkpoint", choices=("best", "latest"), default="best")
   parser.add_argument("--batch-size", type=int, default=32, help="segments per forward pass")
   parser.add_argument("--hop-seconds", type=float, default=None,

@@ -31,7 +31,8 @@ def run(args, overrides) -> dict:
   for warning in report.get("warnings", []):
     print(f"warning: {warning}")
   total = report["total"]
+  truncated = f" ({report['truncated']} truncated)" if report.get("truncated") else ""
   print(f"Prepared {args.out}: {total['seen']} file(s) seen, {total['written']} written, "
-        f"{total['skipped']} skipped; report in "
+        f"{total['skipped']} skipped{truncated}; report in "
         f"{pathlib.Path(args.out) / 'prepare_report.json'}")
   return report

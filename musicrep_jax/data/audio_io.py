@@ -1,5 +1,12 @@
 """Decoding audio files to mono float32 at a target sample rate (soundfile + scipy, no
-TensorFlow)."""
+TensorFlow).
+
+A file holding less audio than its header declares (a download or copy cut short) is refused
+with ``TruncatedAudioError``, not decoded as if whole: a WAV whose ``data`` chunk is longer than
+the bytes present (libsndfile silently reports the frames present), a FLAC whose decoding fails
+before the frames of its STREAMINFO, an MP3 whose Xing/Info header counts more frames than
+decode (up to ``TRUNCATION_SLACK_FRAMES`` may be missing: encoder delay and padding). Formats
+without a length in the header (Ogg, an MP3 without a Xing header) cannot be checked."""
 
 from __future__ import annotations
 
@@ -28,6 +35,62 @@ class AudioDecodeError(Exception):
     self.path = str(path)
     self.reason = reason
     super().__init__(f"{self.path}: {reason}")
+
+
+# Decoded frames may fall short of the header's count by this much (two MPEG frames of encoder
+# delay / padding) before a file counts as truncated.
+TRUNCATION_SLACK_FRAMES = 2304
+TRUNCATED = "truncated"  # First word of a truncated file's reason.
+_BLOCK_FRAMES = 1 << 16  # Frames decoded at a time: how much of a cut file is counted.
+
+
+class TruncatedAudioError(AudioDecodeError):
+  """The file holds less audio than its header declares; ``reason`` starts with "truncated:"
+  and gives both durations."""
+
+
+def truncation_reason(decoded: int, declared: int, sample_rate: int, then: str = "") -> str:
+  """"truncated: decoded 1.20 s of the 3.00 s its header declares[, then <then>]"."""
+  reason = (f"{TRUNCATED}: decoded {decoded / sample_rate:.2f} s of the "
+            f"{declared / sample_rate:.2f} s its header declares")
+  return f"{reason}, then {then}" if then else reason
+
+
+def declared_frames(path: str | os.PathLike, info) -> int:
+  """The frames ``path``'s header declares: for a WAV the ``data`` chunk's size over the frame
+  size (libsndfile's ``info.frames`` counts only the bytes present), else ``info.frames``."""
+  if info.format != "WAV":
+    return int(info.frames)
+  import struct
+
+  with open(path, "rb") as f:
+    if f.read(4) != b"RIFF" or (f.read(4) and f.read(4) != b"WAVE"):
+      return int(info.frames)
+    block_align = None
+    while True:
+      header = f.read(8)
+      if len(header) < 8:
+        return int(info.frames)
+      chunk, size = header[:4], struct.unpack("<I", header[4:])[0]
+      if chunk == b"fmt ":
+        fmt = f.read(size)
+        block_align = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+        f.seek(size % 2, os.SEEK_CUR)
+      elif chunk == b"data":  # 0 or 0xFFFFFFFF: written by a stream that did not know it.
+        if not block_align or size in (0, 0xFFFFFFFF):
+          return int(info.frames)
+        return max(int(info.frames), size // block_align)
+      else:
+        f.seek(size + size % 2, os.SEEK_CUR)
+
+
+def header_truncation(path: str | os.PathLike, info) -> str | None:
+  """The truncation reason when the header alone shows it (a WAV's ``data`` chunk longer than
+  the bytes present), else None: what a probe can tell before decoding."""
+  declared = declared_frames(path, info)
+  if info.frames + TRUNCATION_SLACK_FRAMES < declared:
+    return truncation_reason(int(info.frames), declared, info.samplerate)
+  return None
 
 
 def downmix(audio: np.ndarray) -> np.ndarray:
@@ -84,19 +147,55 @@ def load_audio(path: str | os.PathLike, target_sample_rate: int) -> np.ndarray:
   The result is mono (mean of the channels) at ``target_sample_rate``, in [-1, 1].
 
   Raises:
-    AudioDecodeError: the file is missing, empty (0 bytes or 0 frames), or not decodable.
+    AudioDecodeError: the file is missing, empty (0 bytes or 0 frames), or not decodable;
+      ``TruncatedAudioError`` when it holds less audio than its header declares (module doc).
   """
   import soundfile as sf
 
   path = os.fspath(path)
-  probe_audio(path)
+  info = probe_audio(path)
+  declared = declared_frames(path, info)
+  blocks, decoded = [], 0
+
+  def cut_short() -> bool:
+    return decoded + TRUNCATION_SLACK_FRAMES < declared
+
   try:
-    audio, source_rate = sf.read(path, dtype="float32", always_2d=True)
+    with sf.SoundFile(path) as f:
+      source_rate = f.samplerate
+      while True:
+        block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if not len(block):
+          break
+        blocks.append(downmix(block))
+        decoded += len(block)
   except (RuntimeError, TypeError, ValueError) as error:  # LibsndfileError is a RuntimeError.
-    raise AudioDecodeError(path, f"corrupt or unsupported audio ({_first_line(error)})") from error
-  if audio.shape[0] == 0:
+    reason = f"corrupt or unsupported audio ({_first_line(error)})"
+    decoded = _frames_before_error(path, decoded)
+    if decoded and cut_short():  # A cut FLAC fails in the block holding the cut.
+      raise TruncatedAudioError(path, truncation_reason(decoded, declared, info.samplerate,
+                                                        reason)) from error
+    raise AudioDecodeError(path, reason) from error
+  if decoded == 0:
     raise AudioDecodeError(path, "empty file (no audio frames)")
-  return resample(downmix(audio), source_rate, target_sample_rate)
+  if cut_short():  # A cut WAV or MP3 ends early without an error.
+    raise TruncatedAudioError(path, truncation_reason(decoded, declared, info.samplerate))
+  return resample(np.concatenate(blocks), source_rate, target_sample_rate)
+
+
+def _frames_before_error(path: str, at_least: int) -> int:
+  """The frames that decode before ``path``'s data fail, counted in small blocks (a failed
+  block of ``load_audio`` loses the frames it held before the fault)."""
+  import soundfile as sf
+
+  decoded = 0
+  try:
+    with sf.SoundFile(path) as f:
+      while len(block := f.read(1024, dtype="float32")):
+        decoded += len(block)
+  except (RuntimeError, TypeError, ValueError):
+    pass
+  return max(decoded, at_least)
 
 
 def _first_line(error: Exception) -> str:

@@ -17,13 +17,23 @@ killed mid-save resumes from the last finished step there as it does locally.
 A finished workdir is restored in one place, ``musicrep_jax.training.trainer.restore_workdir``
 (it rebuilds the run to restore into); only it and the trainer's final test call
 ``Checkpoints.restore_state``.
+
+A damaged step (a truncated or overwritten file, missing metadata: a disk fault, a partial copy
+of the workdir) is never deleted: restoring tries the steps newest first, prints one
+``warning:`` line per step that cannot be read (its step and the reason), moves each such step
+aside to ``<step>.corrupt`` (``.corrupt-2``... if taken; Orbax no longer sees it, so the step can
+be saved again) and restores the newest good one; when no step can be read nothing is moved and
+the restore is a ``UserError`` listing every step's reason. A saved state of another shape is
+not damage: ``CheckpointMismatch`` (a ``ValueError``), raised at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import pathlib
-from typing import Any, Optional
+import sys
+from typing import Any, Callable, Optional
 
 import grain
 import jax
@@ -35,6 +45,17 @@ from musicrep_jax.errors import UserError
 
 class CheckpointSaveError(UserError):
   """A checkpoint could not be written (a full disk, lost permissions): the run stops at once."""
+
+
+class CheckpointMismatch(ValueError):
+  """A saved state whose shapes differ from the model's: another config, not a damaged file."""
+
+
+CORRUPT_SUFFIX = ".corrupt"
+# TensorStore status codes of a failure that says nothing about the files (a network, a quota, a
+# credential, memory): raised as they are, the step is not moved aside.
+_NOT_DAMAGE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED",
+               "UNAUTHENTICATED", "CANCELLED")
 
 
 def _os_error(error: BaseException) -> Optional[OSError]:
@@ -88,7 +109,13 @@ class Checkpoints:
           data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
 
   def save_best(self, step: int, state: Any, metrics: dict) -> None:
+    """Offers ``state`` of ``step`` to the best manager. A best step that already exists was
+    saved by an earlier attempt of this run, killed after it and before the latest checkpoint of
+    that step committed (both saves are asynchronous); this attempt's state replaces it (the
+    same values when the config is unchanged: training is deterministic)."""
     with self._save_errors("best", step):
+      if step in self.best.all_steps():
+        self.best.delete(step)
       self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
                      metrics={k: float(v) for k, v in metrics.items()}, force=True)
 
@@ -110,6 +137,11 @@ class Checkpoints:
       if os_error is None:
         raise
       where = os_error.filename or self.workdir / folder / ("" if step is None else str(step))
+      for manager in (self.latest, self.best):  # Earlier saves still committing finish first.
+        try:
+          manager.wait_until_finished()
+        except Exception:  # pylint: disable=broad-except  (the failed save's own error again)
+          pass
       # Finished steps are folders named by their number (Orbax writes into a temporary name).
       folder_path = self.workdir / "checkpoints"
       previous = max((int(p.name) for p in folder_path.iterdir()
@@ -121,24 +153,66 @@ class Checkpoints:
           f"then rerun to resume.") from None
 
   def restore_latest(self, abstract_state: Any, data_iterator: Any) -> tuple[Any, int]:
-    """Restores the newest checkpoint into ``abstract_state``'s shardings and ``data_iterator``."""
-    step = self.latest.latest_step()
-    check_fits(self.latest.directory / str(step) / "state", abstract_state)
-    restored = self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
-    return restored["state"], step
+    """Restores the newest readable checkpoint into ``abstract_state``'s shardings and
+    ``data_iterator`` (damaged newer steps are moved aside: module docstring)."""
+    def restore(manager, step):
+      return manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state),
+          data=grain.checkpoint.CheckpointRestore(data_iterator)))["state"]
+
+    steps = [(self.latest, s) for s in sorted(self.latest.all_steps(), reverse=True)]
+    return self._restore_first_good(steps, abstract_state, restore)
 
   def restore_state(self, abstract_state: Any, which: str = "best") -> tuple[Any, int]:
-    """The state alone from the best checkpoint (or the latest when no best exists)."""
-    manager = self.best if which == "best" and self.best.best_step() is not None else self.latest
-    step = manager.best_step() if manager is self.best else manager.latest_step()
-    if step is None:
+    """The state alone from the best checkpoint (or the latest when no best exists), or with
+    ``which="latest"`` from the newest. A damaged step is moved aside and the next one tried:
+    after the best, the latest steps newest first (module docstring)."""
+    steps = [(self.latest, s) for s in sorted(self.latest.all_steps(), reverse=True)]
+    best = self.best.best_step() if which == "best" else None
+    if best is not None:
+      steps.insert(0, (self.best, best))
+    if not steps:
       raise FileNotFoundError("no checkpoint")
-    check_fits(manager.directory / str(step) / "state", abstract_state)
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
-    return restored["state"], step
+    return self._restore_first_good(steps, abstract_state, lambda manager, step: manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"])
+
+  def _restore_first_good(self, steps: list, abstract_state: Any,
+                          restore: Callable[[Any, int], Any]) -> tuple[Any, int]:
+    """``restore(manager, step)`` of the first ``(manager, step)`` that reads; the damaged ones
+    before it are reported and moved aside, or all are listed in a ``UserError`` (nothing
+    moved) when none reads. ``CheckpointMismatch`` (another model) is raised at once."""
+    damaged = []
+    for manager, step in steps:
+      reason = None
+      with _quiet_abandoned_reads():
+        try:
+          check_fits(manager.directory / str(step) / "state", abstract_state)
+          state = restore(manager, step)
+        except (CheckpointMismatch, MemoryError):
+          raise
+        except Exception as error:  # pylint: disable=broad-except  (any damage: try the next)
+          reason = _damage_reason(error, manager.directory)
+          if reason.startswith(_NOT_DAMAGE):
+            raise
+        if reason is not None:
+          gc.collect()  # Orbax's abandoned reads of the step end now, inside the quiet hook.
+      if reason is not None:
+        damaged.append((manager, step, reason))
+        continue
+      for bad_manager, bad_step, reason in damaged:
+        moved = _move_aside(bad_manager, bad_step)
+        print(f"warning: checkpoint step {bad_step} in {bad_manager.directory} cannot be restored "
+              f"({reason}); {moved}, restoring step {step} of {manager.directory.name}/ instead.",
+              file=sys.stderr, flush=True)
+      if damaged:
+        _sync_processes("musicrep_checkpoint_fallback")
+        for reloaded in {id(m): m for m, _, _ in damaged}.values():
+          reloaded.reload()  # The moved steps are no longer steps (a later save may reuse them).
+      return state, step
+    listing = "; ".join(f"{m.directory.name}/{s}: {r}" for m, s, r in damaged)
+    raise UserError(f"No checkpoint in {self.workdir} can be restored ({listing}); nothing was "
+                    f"moved or deleted: copy the workdir back from a backup, or train into a new "
+                    f"--workdir.")
 
   def wait(self, raise_errors: bool = True) -> None:
     """Waits for the background saves; ``raise_errors=False``: a failed one is dropped silently
@@ -156,18 +230,79 @@ class Checkpoints:
     self.best.close()
 
 
+def _damage_reason(error: BaseException, folder) -> str:
+  """The innermost cause's first line (TensorStore's own words, not Orbax's wrapper with the
+  whole spec) with paths made relative to ``folder``, at most 200 characters."""
+  seen = set()
+  while id(error) not in seen and (error.__cause__ or error.__context__) is not None:
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  text = text.replace(f"{folder}/", "")
+  return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _move_aside(manager, step: int) -> str:
+  """Renames the damaged ``<dir>/<step>`` to ``<step>.corrupt`` (``-2``, ``-3``... when taken;
+  process 0 only) -> what happened, in words."""
+  folder = manager.directory / str(step)
+  if jax.process_index() != 0:
+    return "process 0 moves it aside"
+  target, n = folder.with_name(f"{step}{CORRUPT_SUFFIX}"), 1
+  while target.exists():
+    n += 1
+    target = folder.with_name(f"{step}{CORRUPT_SUFFIX}-{n}")
+  try:
+    folder.rename(target)
+  except Exception as error:  # pylint: disable=broad-except  (OSError; a store without renames)
+    reason = getattr(error, "strerror", None) or _damage_reason(error, manager.directory)
+    return f"it could not be moved aside ({reason}) and was left as it is"
+  return f"moved aside to {target}"
+
+
+def _sync_processes(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_reads():
+  """Drops what Orbax's abandoned reads of a damaged step raise into ``sys.unraisablehook``
+  (dozens of tracebacks): TensorStore's callbacks into a closed event loop, and the pending
+  array reads closed when collected; anything else still reaches the previous hook."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    text = str(unraisable.exc_value)
+    if not ("Event loop is closed" in text or
+            text.startswith("Encountered error while reading array")):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    sys.unraisablehook = previous
+
+
 def check_fits(state_dir, abstract_state: Any) -> None:
-  """``ValueError`` naming the first variable whose saved shape differs from ``abstract_state``'s
-  (``params`` and ``batch_stats``), read from the checkpoint's metadata before Orbax starts its
-  asynchronous reads: a failed read leaves unretrieved tasks that print tracebacks at exit."""
-  saved_tree = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+  """``CheckpointMismatch`` naming the first variable whose saved shape differs from
+  ``abstract_state``'s (``params`` and ``batch_stats``), read from the checkpoint's metadata
+  before Orbax starts its asynchronous reads: a failed read leaves unretrieved tasks that print
+  tracebacks at exit. ``FileNotFoundError`` when the metadata cannot be read (a damaged step)."""
+  metadata = ocp.PyTreeCheckpointer().metadata(state_dir)
+  if metadata is None or getattr(metadata, "item_metadata", None) is None:
+    raise FileNotFoundError(f"no readable metadata in {state_dir}")
+  saved_tree = metadata.item_metadata.tree
   for part in ("params", "batch_stats"):
     saved = _shapes(saved_tree.get(part) or {})
     wanted = _shapes(getattr(abstract_state, part))
     for key in sorted(set(saved) | set(wanted)):
       if saved.get(key) != wanted.get(key):
-        raise ValueError(f"Requested shape: {wanted.get(key)} is not compatible with the stored "
-                         f"shape: {saved.get(key)} ({part}{key})")
+        raise CheckpointMismatch(f"Requested shape: {wanted.get(key)} is not compatible with "
+                                 f"the stored shape: {saved.get(key)} ({part}{key})")
 
 
 def _shapes(tree: Any) -> dict:

@@ -157,3 +157,107 @@ def test_live_lock_refuses_stale_lock_is_taken_and_resume_drops_lost_rows(
   np.testing.assert_allclose([r["loss"] for r in rows], [reference[s] for s in range(1, 21)],
                              rtol=1e-6)
   assert all(r["learning_rate"] > 0 for r in rows)
+
+
+# --- Faults during a run (issue 17: "a fault-injection suite") ---------------------------------
+_METRICS = ("loss", "grad_norm", "learning_rate", "roc_auc", "pr_auc")
+
+
+def _final_params(workdir: pathlib.Path) -> dict:
+  from musicrep_jax.training.checkpoints import load_state_as_numpy
+
+  return load_state_as_numpy(workdir / "checkpoints" / "20" / "state")["params"]
+
+
+def _assert_same_run(workdir: pathlib.Path, reference: pathlib.Path) -> None:
+  """``workdir`` ended where the uninterrupted ``reference`` did: the same step-20 parameters
+  (bit for bit), and each step's training and validation rows and the test row hold the same
+  values (one row per step and split: the lost attempt's rows were dropped)."""
+  import jax
+
+  jax.tree.map(np.testing.assert_array_equal, _final_params(workdir), _final_params(reference))
+
+  def rows(folder):
+    out = [(r["step"], r["split"], {k: r[k] for k in _METRICS if k in r})
+           for r in read_jsonl(folder / "metrics.jsonl")]
+    assert len({(s, split) for s, split, _ in out}) == len(out)
+    return sorted(out, key=lambda r: (r[0], r[1]))
+
+  assert rows(workdir) == rows(reference)
+
+
+def _train_here(capsys, workdir, data_dir) -> tuple[str, str]:
+  """`musicrep train` in this process (no interpreter start): -> (stdout, stderr); exit 0."""
+  from musicrep_jax import cli
+
+  code = cli.main(_train_args(workdir, data_dir))
+  out, err = capsys.readouterr()
+  assert code == 0, err[-3000:]
+  return out, err
+
+
+def test_damaged_latest_checkpoint_falls_back_and_resumes_onto_the_same_run(
+    finished, tiny_data_dir, tmp_path, capsys):
+  """The newest step (20) of a finished run's copy has its array files cut in half (a disk
+  fault, a partial copy): `train` warns once naming step 20 and the reason, moves it aside to
+  `20.corrupt` (kept), resumes from step 15 and ends with the uninterrupted run's step-20
+  parameters and metrics (its `best/20` from before is replaced by the same state)."""
+  workdir = tmp_path / "wd"
+  shutil.copytree(finished, workdir)
+  damaged = list((workdir / "checkpoints" / "20" / "state").glob("ocdbt.process_*/d/*"))
+  for path in damaged:
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+  out, err = _train_here(capsys, workdir, tiny_data_dir)
+  line, = [l for l in err.splitlines() if l.startswith("warning:")]
+  assert "checkpoint step 20" in line and "restoring step 15" in line, line
+  assert "Traceback" not in err and "Event loop is closed" not in err
+  assert "(step 15)" in out
+  assert (workdir / "checkpoints" / "20.corrupt" / "state").is_dir()
+  _assert_same_run(workdir, finished)
+  print(f"damaged latest checkpoint: {line}")
+
+
+_KILL_DURING_SAVE = """
+import asyncio, os, pathlib, signal, sys
+from orbax.checkpoint._src.path import atomicity
+
+finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+async def killing_finalize(self):  # SIGKILL as step 20's latest checkpoint is about to commit.
+  final = pathlib.Path(str(self.get_final()))
+  if final.parent.name == "checkpoints" and final.name == "20":
+    for _ in range(3000):  # Until the best checkpoint of the same step has committed.
+      if (final.parent.parent / "best" / "20").exists():
+        break
+      await asyncio.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)
+  return await finalize(self)
+
+atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
+from musicrep_jax import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_during_an_asynchronous_save_resumes_onto_the_same_run(
+    finished, tiny_data_dir, tmp_path, capsys):
+  """A copy of the finished run rolled back to step 15 resumes and is SIGKILLed while its
+  step-20 saves are in flight: `best/20` committed, `checkpoints/20` still Orbax's temporary
+  folder (the kill is injected in Orbax's commit of that step). The rerun resumes from 15 and
+  ends with the uninterrupted run's parameters and metrics (it replaces `best/20` instead of
+  failing on "Checkpoint for step 20 already exists")."""
+  workdir = tmp_path / "wd"
+  shutil.copytree(finished, workdir)
+  shutil.rmtree(workdir / "checkpoints" / "20")
+  shutil.rmtree(workdir / "best")
+  killed = subprocess.run([sys.executable, "-c", _KILL_DURING_SAVE,
+                           *_train_args(workdir, tiny_data_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert (workdir / "best" / "20").is_dir() and not (workdir / "checkpoints" / "20").exists()
+  assert list((workdir / "checkpoints").glob("20.orbax-checkpoint-tmp*"))
+  out, err = _train_here(capsys, workdir, tiny_data_dir)
+  assert "(step 15)" in out and "Traceback" not in err
+  _assert_same_run(workdir, finished)
+  assert not list((workdir / "checkpoints").glob("*tmp*"))

@@ -30,7 +30,7 @@ BAD_FILES = {  # manifest path -> expected reason prefix.
     "bad/empty.wav": "empty file",
     "bad/short.wav": "too short",
     "bad/missing.wav": "missing file",
-    "bad/truncated.flac": "corrupt or unsupported audio",  # Header fine, data cut: fails decoding.
+    "bad/truncated.flac": "truncated: decoded",  # Header fine, data cut: fewer frames than declared.
 }
 
 
