@@ -10,6 +10,8 @@ Keras decay costs nothing measurable).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -25,14 +27,26 @@ def make_optimizer(model: nn.Module, learning_rate: float = 0.01) -> torch.optim
   return torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9, nesterov=True)
 
 
-def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer):
-  """Returns ``step(audio, tags) -> loss tensor``: forward, BCE-with-logits, backward, update."""
+def make_train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    autocast_dtype: Optional[torch.dtype] = None, forward=None):
+  """Returns ``step(audio, tags) -> loss tensor``: forward, BCE-with-logits, backward, update.
+
+  ``autocast_dtype=torch.bfloat16``: the forward pass under ``torch.autocast`` (bfloat16
+  convolutions and matmuls, float32 parameters, BatchNorm and loss: PyTorch's mixed precision,
+  the counterpart of the JAX models' ``dtype=bfloat16``). ``forward``: what computes the outputs
+  (default ``model``; the benchmark passes ``torch.compile(model)``).
+  """
   loss_fn = nn.BCEWithLogitsLoss()
+  forward = model if forward is None else forward
+  device_type = next(model.parameters()).device.type
 
   def step(audio: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_fn(model(audio)["logits"], tags)
+    with torch.autocast(device_type, dtype=autocast_dtype or torch.float32,
+                        enabled=autocast_dtype is not None):
+      logits = forward(audio)["logits"]
+    loss = loss_fn(logits.float(), tags)
     loss.backward()
     optimizer.step()
     return loss.detach()

@@ -9,11 +9,20 @@ timed runs of ``--steps`` steps each after ``--warmup`` steps, each ended by
 FLOPs per step from XLA's cost analysis of the compiled step and the achieved FLOP/s as a fraction
 of a float32 SGEMM measured in the same process (the best of NumPy and XLA).
 
-PyTorch side (``bench.torch_sample_cnn``, eager, float32, NCW): the same model, SGD Nesterov, BCE,
-timed the same way, with ``torch.set_num_threads`` equal to the threads XLA's CPU backend uses
-(the CPUs this process may run on, ``os.sched_getaffinity``; ``--threads N`` pins the process to
-N CPUs before JAX starts so both frameworks get N). Prints a markdown row and a JSON line;
-``--write-doc`` updates this configuration's section of ``docs/benchmarks.md``.
+PyTorch side (``bench.torch_sample_cnn``, NCW): the same model, SGD Nesterov, BCE, timed the
+same way twice, eager and under ``torch.compile`` (inductor by default; ``--compile-backend``),
+with ``torch.set_num_threads`` equal to the threads XLA's CPU backend uses (the CPUs this process
+may run on, ``os.sched_getaffinity``; ``--threads N`` pins the process to N CPUs before JAX
+starts so both frameworks get N). Where ``torch.compile`` cannot run (no C++ compiler for
+inductor's CPU code, or any compile error) the bench prints one line saying why and records
+"n/a". Both ratios are reported: JAX over eager and JAX over compiled.
+
+``--dtype bfloat16``: the JAX model computes in bfloat16 (float32 parameters, statistics and
+loss; training/precision.py) and the PyTorch step runs under ``torch.autocast(bfloat16)``. On a
+GPU (JAX's default backend, PyTorch on ``cuda``) the row also gives the MFU: achieved FLOP/s over
+the chip's published peak for that dtype (``training/chips.py``; float32 = TF32 tensor cores).
+Prints a markdown row and a JSON line; ``--write-doc`` updates this configuration's section of
+``docs/benchmarks.md``; ``bench/accelerator_check.sh`` runs it on a GPU.
 
 Example: ``musicrep bench train-step`` (the paper's 3^9 model at batch 23);
 ``musicrep bench train-step --n 5 --channels 16,16,16,32,32,64,64 --batch 16``.
@@ -44,10 +53,10 @@ from musicrep_jax.bench.report import (
     time_repeats,
 )
 
-COLUMNS = ("config", "batch", "threads", "compile s", "JAX steps/s", "JAX samples/s",
-           "torch steps/s", "JAX/torch", "GFLOP/step (XLA)", "achieved GFLOP/s",
-           "SGEMM GFLOP/s", "% of SGEMM", "step memory GiB (XLA)", "peak RSS GiB",
-           "compilations")
+COLUMNS = ("config", "dtype", "batch", "threads", "compile s", "JAX steps/s", "JAX samples/s",
+           "torch eager steps/s", "JAX/eager", "torch.compile steps/s", "JAX/compiled",
+           "GFLOP/step (XLA)", "achieved GFLOP/s", "SGEMM GFLOP/s", "% of SGEMM",
+           "MFU % (chip peak)", "step memory GiB (XLA)", "peak RSS GiB", "compilations")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -70,7 +79,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  help="pin the process to this many CPUs (XLA and torch); default: all allowed")
   p.add_argument("--gemm-size", type=int, default=4096,
                  help="n of the n x n float32 matmul measuring the SGEMM peak (default 4096)")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="compute dtype: JAX model dtype and torch.autocast (default float32)")
   p.add_argument("--no-torch", action="store_true", help="time the JAX step only")
+  p.add_argument("--no-compile", action="store_true",
+                 help="skip the torch.compile timing (PyTorch eager only)")
+  p.add_argument("--compile-backend", default="inductor",
+                 help="torch.compile backend (default inductor; aot_eager needs no compiler)")
   p.add_argument("--write-doc", action="store_true",
                  help=f"update this configuration's section of {DOC.relative_to(REPO)}")
   p.add_argument("--doc", type=pathlib.Path, default=DOC, help=argparse.SUPPRESS)
@@ -152,6 +167,7 @@ class CompileCounter:
 def bench_jax(args, channels) -> dict:
   """Compile time, timed steps, compilations and XLA FLOPs of the real jitted train step."""
   import jax
+  import jax.numpy as jnp
   import ml_collections
   import numpy as np
 
@@ -160,7 +176,7 @@ def bench_jax(args, channels) -> dict:
   from musicrep_jax.tasks.tagging import TaggingTask
 
   config = load_config_file(resolve_config_spec("samplecnn_mtat"))
-  model = flax_model(args, channels)
+  model = flax_model(args, channels).clone(dtype=jnp.dtype(args.dtype))
   task = TaggingTask()
   tx = optimizers.make_optimizer(ml_collections.ConfigDict(config.optimizer),
                                  config.num_train_steps)
@@ -206,7 +222,8 @@ def bench_jax(args, channels) -> dict:
           "steps_per_s": steps_s, "samples_per_s": args.batch * steps_s["median"],
           "compilations": counter.count, "jit_cache_size": step._cache_size(),
           "xla_flops_per_step": float(cost.get("flops", float("nan"))),
-          "mean_loss": loss, "devices": len(jax.devices()), "platform": jax.default_backend()}
+          "mean_loss": loss, "devices": len(jax.devices()), "platform": jax.default_backend(),
+          "device_kind": jax.devices()[0].device_kind}
 
 
 def peak_rss_bytes() -> int:
@@ -216,21 +233,57 @@ def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def bench_torch(args, channels, threads: int) -> dict:
-  """Steps/s of the PyTorch eager reference on ``threads`` intra-op threads."""
+def torch_device(platform: str) -> str:
+  """``cuda`` when JAX runs on a GPU and PyTorch sees one, else ``cpu``: both on one device."""
+  import torch
+
+  return "cuda" if platform == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def compile_unavailable(backend: str, device: str) -> Optional[str]:
+  """Why ``torch.compile(backend=...)`` cannot run here (one line), or None."""
+  import shutil
+
+  if backend == "inductor" and device == "cpu":
+    from torch._inductor import config as inductor_config
+
+    cxx = inductor_config.cpp.cxx[-1] if inductor_config.cpp.cxx else "g++"
+    if shutil.which(cxx) is None:
+      return f"no C++ compiler ({cxx}) for inductor's CPU code"
+  return None
+
+
+def bench_torch(args, channels, threads: int, platform: str = "cpu",
+                compiled: bool = False) -> dict:
+  """Steps/s of the PyTorch reference on ``threads`` intra-op threads, eager or under
+  ``torch.compile(backend=args.compile_backend)``; on the GPU when JAX runs on one. A compiled
+  run that cannot compile returns ``{"error": one line}``."""
   import torch
 
   from musicrep_jax.bench import torch_sample_cnn
 
   torch.set_num_threads(threads)
   torch.manual_seed(0)
-  model = torch_model(args, channels)
-  step = torch_sample_cnn.make_train_step(model, torch_sample_cnn.make_optimizer(model))
+  device = torch_device(platform)
+  if compiled:
+    reason = compile_unavailable(args.compile_backend, device)
+    if reason:
+      return {"error": reason}
+  model = torch_model(args, channels).to(device)
+  forward = torch.compile(model, backend=args.compile_backend) if compiled else None
+  step = torch_sample_cnn.make_train_step(
+      model, torch_sample_cnn.make_optimizer(model),
+      autocast_dtype=torch.bfloat16 if args.dtype == "bfloat16" else None, forward=forward)
   gen = torch.Generator().manual_seed(0)
-  audio = torch.randn(args.batch, 1, model.input_length, generator=gen)
-  tags = (torch.rand(args.batch, args.num_tags, generator=gen) < 0.1).float()
+  audio = torch.randn(args.batch, 1, model.input_length, generator=gen).to(device)
+  tags = (torch.rand(args.batch, args.num_tags, generator=gen) < 0.1).float().to(device)
   start = time.perf_counter()
-  step(audio, tags).item()
+  try:
+    step(audio, tags).item()
+  except Exception as error:  # noqa: BLE001  (any compiler failure is reported, not raised)
+    if not compiled:
+      raise
+    return {"error": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"}
   first_call_s = time.perf_counter() - start
 
   def run_steps(k):
@@ -244,7 +297,8 @@ def bench_torch(args, channels, threads: int) -> dict:
   steps_s = summarize(time_repeats(run_steps, args.steps, args.repeats))
   return {"first_call_s": first_call_s, "steps_per_s": steps_s,
           "samples_per_s": args.batch * steps_s["median"], "threads": torch.get_num_threads(),
-          "params": torch_sample_cnn.num_params(model)}
+          "params": torch_sample_cnn.num_params(model), "device": device,
+          "compile_backend": args.compile_backend if compiled else None}
 
 
 
@@ -280,15 +334,23 @@ def config_key(args, channels) -> str:
   return f"{prefix}{args.m}^{args.n} {width}"
 
 
+def _timed(result: Optional[dict]) -> bool:
+  return bool(result) and "error" not in result
+
+
 def markdown_row(r: dict) -> str:
-  jax_r, torch_r, gemm = r["jax"], r.get("torch"), r["sgemm"]
+  jax_r, torch_r, compiled_r, gemm = r["jax"], r.get("torch"), r.get("torch_compiled"), r["sgemm"]
   fmt = lambda s: f"{s['median']:.3g} ({s['min']:.3g}-{s['max']:.3g})"
-  cells = [r["config"], r["batch"], r["threads"], f"{jax_r['compile_s']:.1f}",
-           fmt(jax_r["steps_per_s"]), f"{jax_r['samples_per_s']:.3g}",
-           fmt(torch_r["steps_per_s"]) if torch_r else "-",
-           f"{r['jax_over_torch']:.2f}" if torch_r else "-",
+  ratio = lambda x: "-" if x is None else f"{x:.2f}"
+  cells = [r["config"], r.get("dtype", "float32"), r["batch"], r["threads"],
+           f"{jax_r['compile_s']:.1f}", fmt(jax_r["steps_per_s"]),
+           f"{jax_r['samples_per_s']:.3g}",
+           fmt(torch_r["steps_per_s"]) if torch_r else "-", ratio(r["jax_over_torch"]),
+           fmt(compiled_r["steps_per_s"]) if _timed(compiled_r) else
+           ("n/a" if compiled_r else "-"), ratio(r.get("jax_over_torch_compiled")),
            f"{jax_r['xla_flops_per_step'] / 1e9:.3g}", f"{r['achieved_gflops']:.3g}",
            f"{gemm['peak_gflops']:.1f}", f"{100 * r['fraction_of_sgemm']:.1f}",
+           "-" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}",
            f"{jax_r['step_memory_bytes'] / 2 ** 30:.2f}",
            f"{jax_r['peak_rss_bytes'] / 2 ** 30:.2f}", jax_r["compilations"]]
   return "| " + " | ".join(str(c) for c in cells) + " |"
@@ -308,6 +370,7 @@ def doc_section(r: dict) -> str:
       f"(XLA CPU threads = torch.set_num_threads = {r['threads']}).",
       load_line(r["load_average"]),
       f"- Versions: Python {m['python']}, jax {m['jax']}, jaxlib {m['jaxlib']}, torch {m['torch']}",
+      device_line(r),
       f"- Command: `{r['command']}`",
       f"- Timing: compile = JAX trace + lowering + XLA compile of the step (first call "
       f"{r['jax']['first_call_s']:.1f} s in all); steps/s = median (min-max) of "
@@ -325,6 +388,20 @@ def doc_section(r: dict) -> str:
   ])
 
 
+def device_line(r: dict) -> str:
+  """Where both frameworks ran, the compute dtype and how torch.compile fared."""
+  compiled = r.get("torch_compiled")
+  note = ("not timed" if not compiled else f"n/a: {compiled['error']}" if "error" in compiled
+          else f"backend {compiled['compile_backend']}, first call {compiled['first_call_s']:.1f} s")
+  torch_device_name = (r.get("torch") or {}).get("device", "-")
+  peak = r.get("chip_peak_tflops")
+  return (f"- Device: JAX {r['jax']['platform']} ({r['jax']['device_kind']}), PyTorch "
+          f"{torch_device_name}; compute dtype {r.get('dtype', 'float32')} (PyTorch: "
+          f"{'torch.autocast bfloat16' if r.get('dtype') == 'bfloat16' else 'float32'}); "
+          f"torch.compile: {note}"
+          + (f"; chip peak {peak:.1f} TFLOP/s ({r['chip']})." if peak else "."))
+
+
 def update_doc(doc: pathlib.Path, r: dict) -> None:
   """Replaces this configuration's section of ``doc`` (or appends it) with ``r``."""
   replace_section(doc, r["key"], doc_section(r))
@@ -338,13 +415,28 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
   load_average = os.getloadavg()[0]
   channels = parse_channels(args.channels)
   jax_r = bench_jax(args, channels)
-  torch_r = None if args.no_torch else bench_torch(args, channels, threads)
+  platform = jax_r["platform"]
+  torch_r = None if args.no_torch else bench_torch(args, channels, threads, platform)
+  compiled_r = None
+  if not (args.no_torch or args.no_compile):
+    compiled_r = bench_torch(args, channels, threads, platform, compiled=True)
+    if "error" in compiled_r:
+      print(f"torch.compile ({args.compile_backend}) cannot run here, recorded as n/a: "
+            f"{compiled_r['error']}")
   gemm = sgemm_gflops(args.gemm_size)
+  from musicrep_jax.training.chips import chip_spec
+  spec = chip_spec(jax_r["device_kind"]) if platform != "cpu" else None
   from musicrep_jax.models.sample_cnn import paper_channels
   achieved = jax_r["xla_flops_per_step"] * jax_r["steps_per_s"]["median"] / 1e9
   key_channels = channels or paper_channels(args.n)
-  r = {"config": config_key(args, channels), "batch": args.batch, "threads": threads,
-       "load_average": load_average,
+  rate = lambda result: result["steps_per_s"]["median"]
+  r = {"config": config_key(args, channels), "dtype": args.dtype, "batch": args.batch,
+       "threads": threads, "load_average": load_average, "torch_compiled": compiled_r,
+       "jax_over_torch_compiled": (rate(jax_r) / rate(compiled_r) if _timed(compiled_r)
+                                   else None),
+       "chip": spec.name if spec else None,
+       "chip_peak_tflops": spec.peak(args.dtype) / 1e12 if spec else None,
+       "mfu": achieved * 1e9 / spec.peak(args.dtype) if spec else None,
        "steps": args.steps, "repeats": args.repeats, "warmup": args.warmup,
        "jax": jax_r, "torch": torch_r, "sgemm": gemm, "achieved_gflops": achieved,
        "fraction_of_sgemm": achieved / gemm["peak_gflops"],
@@ -355,7 +447,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
        "machine": machine(), "date": datetime.date.today().isoformat(),
        "command": "musicrep bench train-step " + shlex.join(argv if argv is not None
                                                                    else sys.argv[1:])}
-  r["key"] = re.sub(r"[^A-Za-z0-9]+", "-", f"{r['config']} b{args.batch} t{threads}")
+  # float32 CPU keys are the ones older sections of docs/benchmarks.md use.
+  suffix = ("" if args.dtype == "float32" else " bf16") + (
+      "" if platform == "cpu" else f" {jax_r['device_kind']}")
+  r["key"] = re.sub(r"[^A-Za-z0-9]+", "-", f"{r['config']} b{args.batch} t{threads}{suffix}")
   print(table_header())
   print(markdown_row(r))
   print(json.dumps(r, sort_keys=True))

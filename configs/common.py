@@ -64,7 +64,8 @@ def trainer_config(*, data: dict, model_name: str, model_kwargs: dict, batch_siz
   c.optimizer = optimizer
   # fsdp > 1 shards parameters and optimizer state (leaves >= fsdp_min_size elements).
   c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)
-  c.compute_dtype = "float32"
+  # "auto": bfloat16 compute on TPU/GPU, float32 on CPU (training/precision.py).
+  c.compute_dtype = "auto"
   c.log_every = log_every
   c.eval_every = eval_every
   c.checkpoint_every = checkpoint_every or eval_every

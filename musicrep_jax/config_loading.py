@@ -191,8 +191,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.optimizer.learning_rate <= 0:
     raise UserError(f"config.optimizer.learning_rate must be > 0, got "
                     f"{config.optimizer.learning_rate!r}.")
-  if config.compute_dtype not in ("float32", "bfloat16"):
-    raise UserError(f"config.compute_dtype must be float32 or bfloat16, got "
+  # training/precision.py resolves "auto" from the run's devices (bf16 on TPU/GPU, f32 on CPU).
+  if config.compute_dtype not in ("auto", "float32", "bfloat16"):
+    raise UserError(f"config.compute_dtype must be auto, float32 or bfloat16, got "
                     f"{config.compute_dtype!r}.")
   if config.checkpoint.best_mode not in ("min", "max"):
     raise UserError(f"config.checkpoint.best_mode must be min or max, got "

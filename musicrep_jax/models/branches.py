@@ -68,7 +68,8 @@ class MelConvBranch(nn.Module):
   """Conv1D stack on ``[batch, frames, mels]`` -> ``(embedding [batch, channels[-1]], pre-
   activation GAPs of every conv layer [list of [batch, c]])``; ``last_relu`` applies the ReLU
   after the last conv too (paper 7) or not (paper 10); ``batch_norm`` adds BatchNorm after every
-  conv (neither paper has it; ``train`` selects batch statistics)."""
+  conv (neither paper has it; ``train`` selects batch statistics). ``dtype`` is the compute
+  dtype of the convolutions; the GAPs are summed and returned in float32."""
 
   channels: Sequence[int] = (128, 128, 128, 128, 100)
   kernel_sizes: Sequence[int] = (4, 4, 4, 2, 1)
@@ -88,9 +89,9 @@ class MelConvBranch(nn.Module):
                   dtype=self.dtype)(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
-      pre_gaps.append(jnp.mean(x, axis=1).astype(jnp.float32))
+      pre_gaps.append(jnp.mean(x, axis=1, dtype=jnp.float32))  # float32: heads feed losses
       if i < last or self.last_relu:
         x = nn.relu(x)
       if p > 1:
         x = max_pool_time(x, p)
-    return jnp.mean(x, axis=1).astype(jnp.float32), pre_gaps
+    return jnp.mean(x, axis=1, dtype=jnp.float32), pre_gaps

@@ -64,7 +64,8 @@ class MelDCNN(MelInput):
     channels, kernel_sizes, pool_sizes: per conv layer (paper values by default; pool 1 = none).
     dropout_rate: before the dense layer; 0 because paper 4's Dropout(0.5) is not wired [code].
     bn_momentum, bn_epsilon: Keras-2 defaults 0.99 / 1e-3 (papers.md 1.5).
-    dtype: compute dtype of the CNN; the front end always runs in float32.
+    dtype: compute dtype of the CNN; the front end, BatchNorm statistics, the global average
+      pool and the output layer run in float32 (musicrep_jax/training/precision.py).
   The code's L2 weight decay 1e-5 on conv kernels belongs to the optimiser config.
   """
 
@@ -87,11 +88,12 @@ class MelDCNN(MelInput):
       x = ConvBNReLU(c, k, 1, "SAME", self.bn_momentum, self.bn_epsilon, self.dtype)(x, train)
       if p > 1:
         x = max_pool_time(x, p)
-    embedding = jnp.mean(x, axis=1)  # GlobalAveragePooling1D: [batch, channels[-1]]
+    # GlobalAveragePooling1D, summed and returned in float32: [batch, channels[-1]].
+    embedding = jnp.mean(x, axis=1, dtype=jnp.float32)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
     logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
-                      dtype=self.dtype)(x)
-    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32)}
+                      dtype=jnp.float32)(x)  # float32 output layer: the logits feed the loss.
+    return {"logits": logits, "embedding": embedding.astype(jnp.float32)}
 
 
 def frame_cnn_num_convs(num_frames: int) -> int:
@@ -157,8 +159,8 @@ class MelFrameCNN(MelInput):
       x = nn.relu(nn.Dense(self.hidden_units, kernel_init=nn.initializers.xavier_uniform(),
                            dtype=self.dtype)(x))
     logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
-                      dtype=self.dtype)(x)
-    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32),
+                      dtype=jnp.float32)(x)  # float32 output layer: the logits feed the loss.
+    return {"logits": logits, "embedding": embedding.astype(jnp.float32),
             "multi_level": jnp.concatenate(levels, axis=-1).astype(jnp.float32)}
 
 
@@ -269,5 +271,5 @@ class MelCNN2D(MelInput):
     embedding = jnp.max(x, axis=(1, 2))  # [batch, channels[-1]]
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
     logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
-                      dtype=self.dtype)(x)
-    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32)}
+                      dtype=jnp.float32)(x)  # float32 output layer: the logits feed the loss.
+    return {"logits": logits, "embedding": embedding.astype(jnp.float32)}

@@ -225,7 +225,9 @@ class SampleCNNBlocks(nn.Module):
     dropout_rate: before the output Dense (0.5).
     first_padding: 'VALID' (resemul) or 'SAME' (sampleaudio) for conv0.
     check_length: require ``time == input_length``; turn off for variable-length input.
-    dtype: compute dtype; parameters stay float32.
+    dtype: compute dtype of the convolutions, the SE and head Dense layers and the activations;
+      parameters, BatchNorm statistics and the output layer stay float32, both outputs are
+      float32 (musicrep_jax/training/precision.py).
   """
 
   num_outputs: int = 50
@@ -288,6 +290,7 @@ class SampleCNNBlocks(nn.Module):
                      epsilon=self.bn_epsilon, dtype=self.dtype, name="head_bn")(x)
     embedding = nn.relu(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
+    # The output layer computes in float32 whatever the compute dtype: logits feed the loss.
     logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
-                      dtype=self.dtype, name="logits")(x)
-    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32)}
+                      dtype=jnp.float32, name="logits")(x)
+    return {"logits": logits, "embedding": embedding.astype(jnp.float32)}

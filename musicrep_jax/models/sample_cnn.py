@@ -109,7 +109,9 @@ class SampleCNN(nn.Module):
       larger values give the paper's frame-level variants (e.g. 729).
     channels: ``n + 2`` channel counts; ``None`` uses ``paper_channels(n)``.
     dropout_rate: before the dense layer (0.5 in paper 1).
-    dtype: compute dtype (``bfloat16`` for mixed precision); parameters stay float32.
+    dtype: compute dtype of the convolutions and activations (``bfloat16`` for mixed
+      precision); parameters, BatchNorm statistics and the output layer stay float32, and both
+      outputs are float32 (musicrep_jax/training/precision.py).
   """
 
   num_outputs: int = 50
@@ -147,6 +149,7 @@ class SampleCNN(nn.Module):
     x = block(channels[-1], 1)(x, train)
     embedding = x.reshape((x.shape[0], -1))  # time is 1 here: [batch, channels[-1]]
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)
+    # The output layer computes in float32 whatever the compute dtype: logits feed the loss.
     logits = nn.Dense(self.num_outputs, kernel_init=nn.initializers.xavier_uniform(),
-                      dtype=self.dtype)(x)
-    return {"logits": logits.astype(jnp.float32), "embedding": embedding.astype(jnp.float32)}
+                      dtype=jnp.float32)(x)
+    return {"logits": logits, "embedding": embedding.astype(jnp.float32)}

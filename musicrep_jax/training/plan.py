@@ -51,6 +51,7 @@ from musicrep_jax.training import chips as chips_lib
 from musicrep_jax.training import mesh as mesh_lib
 from musicrep_jax.training import step as steps
 from musicrep_jax.training import trainer
+from musicrep_jax.training.precision import resolve_compute_dtype
 
 # Tasks whose ``bind`` reads only shard metadata (tag names / class counts).
 METADATA_TASKS = ("tagging", "classification")
@@ -559,7 +560,7 @@ def plan(config: ml_collections.ConfigDict, *, topology_name: str, config_name: 
       "topology": topo.name, "device_kind": topo.device_kind,
       "devices": n, "chips": topo.chips, "hosts": topo.hosts,
       "devices_per_host": n // topo.hosts, "mesh_data": int(run.mesh.shape["data"]),
-      "mesh_fsdp": int(run.mesh.shape["fsdp"]), "compute_dtype": config.compute_dtype,
+      "mesh_fsdp": int(run.mesh.shape["fsdp"]), "compute_dtype": resolve_compute_dtype(config.compute_dtype, run.mesh.devices.flat),
       "input_length": int(run.input_length), "global_batch": batch_size,
       "per_chip_batch": per_device, "eval_batch": eval_batch,
       "max_batch_searched": searched is not None,
@@ -589,7 +590,7 @@ def plan(config: ml_collections.ConfigDict, *, topology_name: str, config_name: 
   if device_spec is None:
     out.update(chip=None, fits=False if out["out_of_memory"] else None)
     return _no_nan(out)
-  peak = device_spec.peak(config.compute_dtype)
+  peak = device_spec.peak(out["compute_dtype"])
   train_fits = train.out_of_memory is None and train.hbm_bytes <= device_spec.hbm_bytes
   eval_fits = evaluation.out_of_memory is None and evaluation.hbm_bytes <= device_spec.hbm_bytes
   out.update(

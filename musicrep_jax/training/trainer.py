@@ -17,7 +17,6 @@ import time
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
@@ -29,6 +28,7 @@ from musicrep_jax.evaluators.common import evaluator_names, run_evaluators
 from musicrep_jax.registry import MODELS, TASKS
 from musicrep_jax.training import checkpoints, optimizers
 from musicrep_jax.training import mesh as mesh_lib
+from musicrep_jax.training import precision
 from musicrep_jax.training import step as steps
 from musicrep_jax.training.run_data import resolve_shards
 from musicrep_jax.training.writers import MetricWriter
@@ -71,7 +71,8 @@ def build_run(config: ml_collections.ConfigDict, shards, devices=None) -> Run:
   evals = evaluator_names(config.get("evals", ()), task)
   kwargs = config_loading.constructor_kwargs(config.model.kwargs)
   kwargs.update(task.model_kwargs())
-  kwargs["dtype"] = jnp.bfloat16 if config.compute_dtype == "bfloat16" else jnp.float32
+  kwargs["dtype"] = precision.model_dtype(  # "auto": bf16 on TPU/GPU, f32 on CPU.
+      precision.resolve_compute_dtype(config.compute_dtype, mesh.devices.flat))
   model_cls = MODELS.get(config.model.name)
   if "sample_rate" in getattr(model_cls, "__dataclass_fields__", {}):
     # Models with a spectrogram front end take the data's rate; a different explicit value
@@ -352,6 +353,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   start leaves the workdir as it was. A resume without ``data_dir`` reads the data the run was
   trained on (``run_info.json``)."""
   # --- Checks, input, model, optimizer, mesh: nothing written yet ------------------------------
+  storage.require_reachable(workdir, "workdir")
   workdir = storage.as_path(workdir)
   is_main = jax.process_index() == 0
   c = config
@@ -367,6 +369,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   run = build_run(c, shards)
   if resuming:
     _check_resume(workdir, c, info, allow_config_change)
+  if eval_split:
+    _check_best_metric(run, eval_split, workdir if resuming else None)
 
   # --- Workdir: locked, then the config and what it trains on recorded -------------------------
   with contextlib.ExitStack() as stack:
@@ -444,6 +448,9 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
         elapsed = time.perf_counter() - interval_start
         n_steps = max(step - last_logged, 1)
         timing["train_s"] += elapsed
+        # The steps train_s timed (not the compiling first step of each session).
+        timing["train_steps"] = (timing.get("train_steps", max(timing["steps"] - 1, 0))
+                                 + step - last_logged)
         timing["steps"] = step
         if bad_step >= 0:
           raise TrainingDiverged(
@@ -461,6 +468,7 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
         interval_start = time.perf_counter()
 
       if eval_split and (step % c.eval_every == 0 or is_last):
+        jax.block_until_ready(acc)  # Steps still in flight are training time, not evaluation.
         t0 = time.perf_counter()
         val = evaluate(run, state, eval_split)
         writer.write(step, eval_split, val)
@@ -472,7 +480,7 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
         progress.write(f"step {step}: {eval_split} " +
                        " ".join(f"{k}={v:.4f}" for k, v in val.items()
                                 if isinstance(v, float)))
-        interval_start = time.perf_counter()
+        interval_start += time.perf_counter() - t0  # Training since the last log still counts.
 
       if multi_process:
         stop_now = ckpt.latest.reached_preemption(step)
@@ -485,7 +493,7 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
           _write_timing(workdir, timing)
         writer.flush()  # A remote workdir's metrics and events go up with each checkpoint.
         timing["checkpoint_s"] += time.perf_counter() - t0
-        interval_start = time.perf_counter()
+        interval_start += time.perf_counter() - t0
       if stop_now:
         stopped_by = stop.signal or "preemption"
         break
@@ -516,7 +524,7 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
   writer.close()
   summary.update(test=test, best_step=int(best_step))
   if timing["train_s"] > 0:
-    summary["steps_per_s"] = (timing["steps"] - 1) / timing["train_s"]
+    summary["steps_per_s"] = timing.get("train_steps", timing["steps"] - 1) / timing["train_s"]
   return summary
 
 
@@ -551,10 +559,14 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
   ``resolve_shards``, so the embedded corpus' cache for ``synthetic``
   configs; the task takes the number of outputs, tag names etc. from them) and restores the
   ``which`` checkpoint into it: ``"best"`` (the latest when the run kept no best) or
-  ``"latest"``. ``UserError`` for a folder without ``config.json`` or without a checkpoint,
-  and for a checkpoint that does not fit the model built on ``data_dir``. ``workdir`` may be
-  remote (``gs://...``: ``storage.as_path``).
+  ``"latest"``; a damaged step is reported, moved aside to ``<step>.corrupt`` and the next
+  one restored (``checkpoints.Checkpoints``). ``UserError`` for a folder without
+  ``config.json`` or without a readable checkpoint, for a checkpoint that does not fit the
+  model built on ``data_dir``, and for a workdir without ``run_info.json`` (written before it
+  existed) when ``data_dir`` is not given and the data cannot be the embedded corpus.
+  ``workdir`` may be remote (``gs://...``: ``storage.as_path``).
   """
+  storage.require_reachable(workdir, "workdir")
   workdir = storage.as_path(workdir)
   config_file = workdir / "config.json"
   if not config_file.exists():
@@ -564,6 +576,14 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
   if not any((workdir / d).is_dir() for d in ("checkpoints", "best")):
     raise UserError(f"No checkpoint in {workdir}; train first.")
   config = config_loading.from_json(config_file.read_text())
+  # A workdir written before run_info.json existed does not say what it was trained on.
+  unrecorded = data_dir is None and not (workdir / RUN_INFO).exists()
+  old_workdir = (f"{workdir} does not record the data it was trained on (no {RUN_INFO}: it was "
+                 f"written by an older version)")
+  if unrecorded and config.data.name != "synthetic":
+    raise UserError(f"{old_workdir} and its config reads prepared shards "
+                    f"(config.data.name={config.data.name!r}); pass --data-dir with the folder "
+                    f"it was trained on.")
   if data_dir is None:  # The data the run was trained on (None: the embedded corpus).
     data_dir = read_run_info(workdir).get("data_dir")
   run = build_run(config, resolve_shards(config, data_dir))
@@ -572,7 +592,11 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
     state, step = ckpt.restore_state(abstract_state(run), which)
   except FileNotFoundError:
     raise UserError(f"No checkpoint in {workdir}; train first.") from None
-  except ValueError as error:  # Orbax: a saved shape differs from the model's.
+  except ValueError as error:  # A saved shape differs from the model's (CheckpointMismatch).
+    if unrecorded:
+      raise UserError(f"{old_workdir}, and its checkpoint does not fit the embedded corpus; pass "
+                      f"--data-dir with the folder it was trained on "
+                      f"({_first_sentence(error)}).") from None
     raise UserError(f"The checkpoint in {workdir} does not fit the model its config.json builds "
                     f"on {run.shards.data_dir}; pass the data it was trained on "
                     f"({_first_sentence(error)}).") from None
@@ -589,6 +613,68 @@ def evaluate_workdir(workdir: str | pathlib.Path, split: str = "test",
   _require_split(restored.run.shards, split, "--split")
   metrics = evaluate(restored.run, restored.state, split)
   return dict(metrics, split=split, step=restored.step)
+
+
+class _FirstClips:
+  """``shards`` whose ``source(split)`` holds only the split's first ``n`` clips."""
+
+  def __init__(self, shards, n: int):
+    self._shards, self._n = shards, n
+
+  def __getattr__(self, name):
+    return getattr(self._shards, name)
+
+  def source(self, split: str):
+    full = self._shards.source(split)
+    return _Head(full, min(self._n, len(full)))
+
+
+class _Head:
+  def __init__(self, source, n: int):
+    self._source, self._n = source, n
+
+  def __len__(self) -> int:
+    return self._n
+
+  def __getitem__(self, index: int):
+    if not 0 <= index < self._n:
+      raise IndexError(index)
+    return self._source[index]
+
+
+def reported_metrics(run: Run, split: str) -> Optional[list]:
+  """The names of the metrics ``run``'s evaluators report on ``split``, from one evaluation of
+  the untrained state on the split's first clips (one evaluation batch, compiled as the run's
+  first evaluation would be); None when that small evaluation fails (too few clips for an
+  evaluator: the run's own evaluation reports the problem)."""
+  import warnings
+
+  c = run.config
+  per_batch = c.get("eval_batch_size", c.batch_size) // max(c.data.segments_per_clip, 1)
+  probe = dataclasses.replace(run, shards=_FirstClips(run.shards, max(per_batch, 8)))
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")  # Metrics of a few clips of an untrained model.
+      return sorted(evaluate(probe, run.create_state(jax.random.key(c.seed)), split))
+  except Exception:  # pylint: disable=broad-except  (the check is advisory)
+    return None
+
+
+def _check_best_metric(run: Run, eval_split: str, resumed: Optional[storage.AnyPath]) -> None:
+  """``UserError`` before anything is written when ``config.checkpoint.best_metric`` is not
+  among the metrics the run's evaluators report (``reported_metrics``), listing them. A resume
+  of the ``resumed`` workdir with its recorded metric is not checked again (its first start
+  was; the loop's own check remains)."""
+  metric = run.config.checkpoint.best_metric
+  if resumed is not None:
+    recorded = json.loads((resumed / "config.json").read_text())
+    if recorded.get("checkpoint", {}).get("best_metric") == metric:
+      return
+  names = reported_metrics(run, eval_split)
+  if names is not None and metric not in names:
+    raise UserError(f"config.checkpoint.best_metric={metric!r} is not a metric of this run's "
+                    f"evaluators ({', '.join(run.evals)}) on {eval_split!r}; choose one of "
+                    f"{', '.join(names)}.")
 
 
 def _progress_bar(config, start: int, is_main: bool):
