@@ -26,7 +26,7 @@ from musicrep_jax.data import pipeline as input_pipeline
 from musicrep_jax.errors import UserError
 from musicrep_jax.evaluators.common import evaluator_names, run_evaluators
 from musicrep_jax.registry import MODELS, TASKS
-from musicrep_jax.training import checkpoints, optimizers
+from musicrep_jax.training import checkpoints, optimizers, run_record
 from musicrep_jax.training import mesh as mesh_lib
 from musicrep_jax.training import precision
 from musicrep_jax.training import step as steps
@@ -288,7 +288,10 @@ def _run_info(config: ml_collections.ConfigDict, shards, data_dir: Optional[str]
     data_dir = str(pathlib.Path(data_dir).expanduser().absolute())
   return {"data_dir": None if data_dir is None else str(data_dir),
           "sample_rate": int(shards.sample_rate), "tag_names": list(shards.tag_names),
-          "model": config.model.name, "task": config.task.name}
+          "model": config.model.name, "task": config.task.name,
+          # What this (latest) start of the run trains on, for model cards (export --format
+          # pretrained): "cpu x8 (AMD EPYC ..., 2 CPUs)".
+          "hardware": run_record.hardware_text(run_record.hardware())}
 
 
 def _has_checkpoint(workdir: storage.AnyPath) -> bool:

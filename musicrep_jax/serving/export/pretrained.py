@@ -176,7 +176,8 @@ def describe_workdir(trained, data_dir: Optional[str] = None) -> dict:
   results = [dict(metric=name, value=value, split=split, protocol=protocol,
                   data=f"{data['name']}, split {split!r} ({shards.split_sizes.get(split, '?')} "
                        f"clips)",
-                  date=date, hardware=None, training_time_s=timing.get("train_s"), step=step)
+                  date=date, hardware=run_info.get("hardware"),
+                  training_time_s=timing.get("train_s"), step=step)
              for split, step, date, metrics in records for name, value in metrics.items()]
   info = {
       "format_version": FORMAT_VERSION, "family": family,
@@ -405,8 +406,9 @@ def model_card(describe: dict, info: dict) -> str:
               f"{'not recorded' if r['training_time_s'] is None else round(r['training_time_s'], 1)} |"
               for r in results]
     lines += ["", "Each number is the training run's own evaluation of the exported checkpoint "
-              "(`metrics.jsonl` of the workdir), copied into `eval_results.json`; the trainer "
-              "does not record the hardware."]
+              "(`metrics.jsonl` of the workdir), copied into `eval_results.json`; the hardware "
+              "is what the run's latest start recorded (`run_info.json`; not recorded by "
+              "versions before 2026-12-06)."]
   else:
     lines += ["No evaluation was recorded for the exported checkpoint (the workdir's "
               "`metrics.jsonl` has no validation or test record at this step), so "
