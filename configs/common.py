@@ -29,7 +29,8 @@ def sgd_nesterov(learning_rate: float = 0.01, schedule: str = "keras_decay",
   """SGD, momentum 0.9, Nesterov, Keras decay 1e-6 (papers.md 1.5); see optimizers.py."""
   opt = dict(name="sgd", learning_rate=learning_rate, momentum=0.9, nesterov=True,
              schedule=schedule, decay=1e-6, stage_boundaries=tuple(stage_boundaries),
-             stage_factor=0.2, warmup_steps=0, weight_decay=0.0, grad_clip_norm=0.0)
+             stage_factor=0.2, warmup_steps=0, weight_decay=0.0, kernel_l2=0.0,
+             grad_clip_norm=0.0)
   opt.update(overrides)
   return opt
 

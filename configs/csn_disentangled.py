@@ -10,8 +10,13 @@ Per batch, one P x K block per dimension (genre, mood, instrument, tempo: tags s
 the embedded corpus has tempo classes, where the paper used madmom BPM within 5), the triplet
 hinge (margin 0.1, Euclidean on L2-normalised vectors) on each block's subspace ``n(f o m_s)``;
 with ``track``, a fifth block of track triplets (two segments of one song, <= 50 % overlap) on the
-whole embedding, weighted 0.5. Adam 0.01 as the paper; its "/5 after a 4-epoch plateau, at
-most 5 times" is approximated by fixed x0.2 stages. Backbone: the mel DCNN with a 256-d linear
+whole embedding, weighted 0.5. Triplets: every valid triplet of each P x K block
+(``mining="all"``), [choice]: the paper draws random triplets and describes no mining (papers.md
+14.4). Adam 0.01 as the paper; its "/5 after a 4-epoch plateau, at most 5 times" is approximated
+by fixed x0.2 stages. ``optimizer.decay`` (Keras' per-step ``lr / (1 + decay * t)``, which the
+``staged`` schedule applies whatever the optimizer) is 0: the paper states none and Keras' Adam
+has none by default (``sgd_nesterov``'s 1e-6 is the SGD papers'). No weight penalty (the paper
+states none). Backbone: the mel DCNN with a 256-d linear
 projection (the paper's Inception network is not in the package: ``PAPER13_BACKBONE``).
 """
 
@@ -34,7 +39,8 @@ def get_config(arg=None):
               track_weight=0.5 if track else 0.0,
               mask_l1=5e-4 if args["masks"] == "learned" else 0.0)
   blocks = len(TAG_DIMENSIONS) + int(track)
-  optimizer = sgd_nesterov(0.01, "staged", [STEPS * i // 6 for i in range(1, 6)], name="adam")
+  optimizer = sgd_nesterov(0.01, "staged", [STEPS * i // 6 for i in range(1, 6)], name="adam",
+                           decay=0.0)
   c = metric_config(task=task, backbone_kwargs=dict(PAPER_DCNN), embedding_dim=256,
                     mask_mode=args["masks"], batch_size=blocks * 16, num_train_steps=STEPS,
                     optimizer=optimizer)

@@ -6,7 +6,9 @@ The CNN is trained on tags over excerpts of 18, 27 or 54 frames
 Mel front end of papers.md 1.3 computed on device (n_fft 1024, hop 512, 128 Slaney bands,
 log10(1 + 10 S), standardised). Layer widths, optimiser and schedule are [unknown] in the paper:
 the choices are in ``musicrep_jax/models/mel_cnn.py`` and below (SGD Nesterov as in the group's
-other code). The multi-level, multi-scale aggregation stages (2-3) are not wired yet.
+other code). The multi-level, multi-scale aggregation stages (2-3) are
+``configs/multiscale_mtat.py`` (runner ``multiscale``: this CNN at 18, 27 and 54 frames as the
+extractors, then ``musicrep extract-features`` and ``musicrep aggregate``).
 ``:runlocal`` trains the same code path on the embedded corpus at 16 kHz.
 """
 

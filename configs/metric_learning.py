@@ -6,6 +6,10 @@ corpus with the same code path; ``parse_args`` reads a config's comma-separated 
 (``"joint,runlocal"``). The backbone of every system is paper 4's mel DCNN (papers.md 5.2);
 papers 13 and 14 used a 2-D Inception network (papers.md 14.2) that this package does not have
 yet: their configs name the backbone in one place (``PAPER13_BACKBONE``) so it can be swapped.
+Triplet mining is the task's ``mining="all"`` (every valid triplet of a P x K block), a choice
+for papers 13 and 14: paper 13 draws random triplets and describes no mining (papers.md 14.4).
+Papers 4 and 9 (``siamese_task``) use explicit negatives instead. L2 on conv kernels
+(``optimizer.kernel_l2``, Keras' kernel regulariser) is set by the configs of papers 4 and 9.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 with APPROACH one of
 
 * ``triplet``: P x K batches, one block per tag dimension, triplet hinge (margin 0.1, Euclidean
-  on unit vectors, every triplet of the batch), model (a) plain / (d) disentangled;
+  on unit vectors, every triplet of the batch: a choice, the papers draw random triplets), model
+  (a) plain / (d) disentangled;
 * ``triplet_track``: ``triplet`` plus paper 13's track regularisation (lambda 0.5; the poster's
   "Triplet + track reg.", disentangled in the paper);
 * ``proxy``: one learned proxy per tag, cosine logits / 0.1, sigmoid cross-entropy, (b) / (e);

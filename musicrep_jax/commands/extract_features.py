@@ -4,7 +4,8 @@
 HELP = "extract multi-level, multi-scale clip features from trained workdirs (papers 2, 3)"
 DESCRIPTION = (
     "Stage 2 of multi-level, multi-scale feature aggregation (papers.md 3.1, 4.1). Each --workdir "
-    "is a trained model (one scale); every conv layer / block of it is a level. Each clip of each "
+    "is a trained model (one scale); every conv layer / block of it is a level (of an "
+    "embedding_net, its backbone's: papers 4, 9, 13, 14). Each clip of each "
     "split is cut into non-overlapping segments of the model's input length, every level is "
     "max-pooled over time per segment and averaged over the clip's segments. Writes "
     "OUT/{split}_features.npy [clips, dims], {split}_labels.npy, {split}_clip_ids.npy and "

@@ -18,9 +18,9 @@ the GAPs of the pre-activation outputs of conv5, conv4, conv3, conv2 on the item
 user heads (shared Embed, separate Dense-ReLU-Dense, each sized to its item head) on the user
 side; the five hinge losses are summed. The basic model has one head.
 
-Differences from the Keras code, [choice]: every conv uses ``'same'`` padding (the paper's
-convs after the first are ``'valid'``); initialisers are ``he_uniform`` for convs and Flax's
-defaults elsewhere.
+Every conv uses ``'same'`` padding, as the official code does on all five (papers.md 8.3 names it
+for the first). Difference from the Keras code, [choice]: initialisers are ``he_uniform`` for
+convs and Flax's defaults elsewhere.
 """
 
 from __future__ import annotations

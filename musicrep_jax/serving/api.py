@@ -45,6 +45,7 @@ import numpy as np
 from musicrep_jax.errors import UserError
 from musicrep_jax.serving import embed as streaming
 from musicrep_jax.serving import inference
+from musicrep_jax.systems.multiscale.features import captured_levels, is_level
 
 POOLINGS = ("max", "mean")
 # Per-example model outputs that are scores or constants, not features.
@@ -68,35 +69,6 @@ class Outputs:
   segment_embeddings: list[np.ndarray]
 
 
-def is_level(module, method_name: str) -> bool:
-  """``capture_intermediates`` filter of the levels: the conv layers and blocks that are direct
-  children of the model (``systems.multiscale.features.level_types``) or of an embedding
-  network's ``backbone``, and the convs of the mel audio branch ``audio`` (DCUE, zero-shot)."""
-  import flax.linen as nn
-
-  from musicrep_jax.systems.multiscale.features import level_types
-
-  path = tuple(module.path)
-  if method_name != "__call__":
-    return False
-  if path[:1] == ("backbone",):
-    path = path[1:]
-  if len(path) == 1:
-    return isinstance(module, level_types())
-  return len(path) == 2 and path[0] == "audio" and isinstance(module, nn.Conv)
-
-
-def _captured(tree: dict, prefix: tuple = ()) -> list[tuple[str, Any]]:
-  """Flax ``intermediates`` -> ``[("a/b", value)]`` in call order."""
-  found = []
-  for name, node in tree.items():
-    if name == "__call__":
-      found.append(("/".join(prefix), node[0]))
-    else:
-      found += _captured(node, prefix + (name,))
-  return found
-
-
 def layer_outputs(model, variables: dict, audio, pooling: str = "max") -> list[tuple[str, Any]]:
   """Every layer of ``Model.layers`` for a batch ``audio [batch, input_length, 1]`` ->
   ``[(name, [batch, width])]``: the per-example vectors the model returns, then the levels
@@ -108,7 +80,7 @@ def layer_outputs(model, variables: dict, audio, pooling: str = "max") -> list[t
   vectors = [(k, v) for k, v in out.items()
              if k not in NOT_FEATURES and not isinstance(v, (tuple, list)) and v.ndim == 2]
   vectors.sort(key=lambda item: item[0] != "embedding")
-  levels = _captured(state.get("intermediates", {}))
+  levels = captured_levels(state.get("intermediates", {}))
   return vectors + [(name, pool_level(x, pooling).astype("float32")) for name, x in levels]
 
 

@@ -97,7 +97,8 @@ class MetricLearningTask(Task):
     eval_labels: labels evaluated on held-out clips.
     classes_per_batch, samples_per_class: ``P`` and ``K`` per block (triplet approach).
     margin, metric, mining, reduction: the triplet hinge (``losses.triplet_loss``); paper 13:
-      0.1, Euclidean on unit vectors, every triplet of the batch, mean.
+      0.1, Euclidean on unit vectors, mean; ``mining="all"`` (every triplet of the batch) is a
+      choice: the paper draws random triplets (papers.md 14.4).
     negatives: > 0 selects paper 4's explicit negatives (see module docstring).
     track_weight: paper 13's lambda for the track-triplet block (0 = none).
     normalize: L2-normalise the embedding before the loss and the head (paper 14's "L2 norm").

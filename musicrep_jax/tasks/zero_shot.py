@@ -15,10 +15,13 @@ score). Side information (``side_info``):
   the training split's annotations (the paper accumulates OpenMIC's over each genre's tracks).
 
 Split (papers.md 11.1, ``zsl_split``): the tags with vectors are split at random into
-``seen_fraction`` seen (X) and unseen (Y) tags (seeded by ``split_seed``). Instances: A =
-annotated only with seen tags, B = with seen and unseen tags, C = with no seen tag. Training
-uses the training split's instances of ``train_set`` ("A", "B" or "AB"); only seen tags are
-ever shown to the model.
+``seen_fraction`` seen (X) and unseen (Y) tags (seeded by ``split_seed``). The tags split are
+``train_tag_names`` or, when it is empty (``configs/zero_shot.py`` at paper scale), the bound
+shards' own tags: MSD-50 shards give 40 seen / 10 unseen, the paper's 1,126 tags 901 / 225 (the
+paper's table: 900 / 226). ``SideInformation.split_names()`` gives the two lists by name.
+Instances: A = annotated only with seen tags, B = with seen and unseen tags, C = with no seen
+tag. Training uses the training split's instances of ``train_set`` ("A", "B" or "AB"); only
+seen tags are ever shown to the model.
 
 Loss (papers.md 11.4): per clip, a positive = one of its seen tags drawn uniformly, ``negatives``
 = seen tags it does not carry (without replacement when there are enough); hinge
@@ -42,8 +45,9 @@ names the key.
 
 Knowledge transfer (paper 11): evaluate a trained workdir on other shards whose tags differ
 (``musicrep eval --workdir W --data-dir OTHER``): a target tag is seen only if its name is a
-seen tag of training (``train_tag_names`` names the training tags; configs/zero_shot.py sets
-the embedded corpus's), every other target tag with a word vector is unseen.
+seen tag of training (``train_tag_names`` names the training tags: ``:runlocal`` sets the
+embedded corpus's; at paper scale set it to the training shards' tags, which the workdir's
+``run_info.json`` records as ``tag_names``), every other target tag with a word vector is unseen.
 """
 
 from __future__ import annotations
@@ -148,6 +152,13 @@ class SideInformation:
   vectors: np.ndarray
   seen: np.ndarray
   unseen: np.ndarray
+  tag_names: tuple = ()
+
+  def split_names(self) -> dict:
+    """``{"seen": [...], "unseen": [...]}``: the tag names of each side of the split, in the
+    shards' column order (what a workdir records of the split)."""
+    return {side: [n for n, s in zip(self.tag_names, getattr(self, side)) if s]
+            for side in ("seen", "unseen")}
 
 
 @TASKS.register("zero_shot")
@@ -193,7 +204,8 @@ class ZeroShotTask(Task):
     seen_names = {train_names[i] for i in np.flatnonzero(
         zsl_split(train_names, train_usable, self.seen_fraction, self.split_seed))}
     seen = np.array([n in seen_names for n in tag_names], bool) & usable
-    return dataclasses.replace(self, bound=SideInformation(vectors, seen, usable & ~seen))
+    return dataclasses.replace(self, bound=SideInformation(vectors, seen, usable & ~seen,
+                                                            tag_names))
 
   def _word_vector_file(self) -> str:
     """``word_vectors``; a ``UserError`` naming the key when it is empty."""

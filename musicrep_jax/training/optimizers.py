@@ -6,10 +6,27 @@ stages at lr x 0.2 each, early-stopping each stage on validation loss (patience 
 ``staged`` schedule multiplies the rate by ``stage_factor`` at fixed ``stage_boundaries`` (steps)
 and composes with the Keras decay, which restarts at each stage as in the code. Early stopping with
 reload of the best weights between stages is not implemented (choose the boundaries by steps).
+The Keras ``decay`` field applies to the ``keras_decay`` and ``staged`` schedules whatever the
+optimizer (Adam included): a config that does not want it sets ``decay=0.0`` explicitly.
+
+Two kinds of weight penalty, both applied to the gradient before the optimizer (coupled):
+
+- ``kernel_l2`` (lambda): Keras' ``kernel_regularizer=l2(lambda)`` on convolution kernels only,
+  the papers' "L2 1e-5 on conv kernels" (papers.md 5.2, 11.3). Keras adds
+  ``lambda * sum(W ** 2)`` to the loss, so each convolution kernel ``W`` (a parameter named
+  ``kernel`` with 3 or more dimensions: Flax ``Conv``) gets ``2 * lambda * W`` added to its
+  gradient; biases, BatchNorm scales and offsets, Dense kernels, embeddings and every other
+  parameter get nothing. Because it is added to the gradient (as the loss term would be), Adam
+  normalises it like the rest of the gradient, exactly as Keras does; the penalty is not added to
+  the logged loss.
+- ``weight_decay`` (w): ``w * p`` added to the gradient of every parameter (the gradient of
+  ``0.5 * w * ||p||^2``); with ``adamw`` it is AdamW's decoupled decay instead. For SGD a
+  coupled L2 and a decoupled decay differ only by the learning-rate factor; for Adam they do not.
 """
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 import optax
 
@@ -22,6 +39,21 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 def keras_decay(learning_rate: float, decay: float) -> optax.Schedule:
   """Keras-1 SGD decay: ``lr / (1 + decay * step)``."""
   return lambda step: learning_rate / (1.0 + decay * step)
+
+
+def is_conv_kernel(path, leaf) -> bool:
+  """True for a convolution kernel: a parameter named ``kernel`` with >= 3 dimensions."""
+  last = path[-1] if path else None
+  name = getattr(last, "key", getattr(last, "name", None))
+  return name == "kernel" and getattr(leaf, "ndim", 0) >= 3
+
+
+def kernel_l2(coefficient: float) -> optax.GradientTransformation:
+  """Keras ``l2(coefficient)`` on convolution kernels: adds ``2 * coefficient * W`` to the
+  gradient of each convolution kernel ``W`` (the gradient of ``coefficient * ||W||^2``), nothing
+  to any other parameter."""
+  mask = lambda params: jax.tree_util.tree_map_with_path(is_conv_kernel, params)
+  return optax.masked(optax.add_decayed_weights(2.0 * coefficient), mask)
 
 
 def make_schedule(opt: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
@@ -55,6 +87,8 @@ def make_optimizer(opt: ml_collections.ConfigDict,
     tx = optax.adamw(schedule, weight_decay=opt.weight_decay)
   else:
     raise UserError(f"config.optimizer.name={opt.name!r} is not one of {', '.join(OPTIMIZERS)}.")
+  if opt.get("kernel_l2", 0.0):
+    tx = optax.chain(kernel_l2(opt.kernel_l2), tx)
   if opt.get("weight_decay", 0.0) and opt.name != "adamw":
     tx = optax.chain(optax.add_decayed_weights(opt.weight_decay), tx)
   if opt.get("grad_clip_norm", 0.0):

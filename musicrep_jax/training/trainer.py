@@ -370,6 +370,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
   eval_split = _optional_split(shards, c.data.eval_split, "validation during training")
   test_split = _optional_split(shards, c.data.test_split, "the final test")
   run = build_run(c, shards)
+  split_names = getattr(getattr(run.task, "bound", None), "split_names", None)
+  if split_names is not None:  # Zero-shot: the seen / unseen tags this run trains and tests on.
+    info["tag_split"] = split_names()
   if resuming:
     _check_resume(workdir, c, info, allow_config_change)
   if eval_split:

@@ -160,6 +160,8 @@ def test_unseen_tags_are_retrieved_with_trained_word_vectors(tiny_data_dir, tmp_
   # (B+C)-Y, B being training instances when training on A+B).
   train = trainer.evaluate_workdir(tmp_path / "run", "train", str(tiny_data_dir))
   assert train["unseen_tags"] == 5 and train["clips_bc"] > 40
+  split = json.loads((tmp_path / "run" / "run_info.json").read_text())["tag_split"]
+  assert len(split["unseen"]) == 5 and not set(split["seen"]) & set(split["unseen"])
   assert train["auc_l_seen"] > 0.7, train  # measured 0.80
   assert train["auc_l_unseen"] > 0.62, train  # measured 0.75
   assert train["auc_i_unseen"] > 0.6, train  # measured 0.75

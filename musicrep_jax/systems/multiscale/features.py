@@ -7,9 +7,10 @@ float32: ``load_extractor``), each clip of a split is tiled into
 non-overlapping segments of the model's input length from its start (``floor(len / L)``
 segments, at least one; a clip shorter than ``L`` is one zero-padded segment), as papers.md 1.2
 and 3.1 slide the CNN "over the whole song". Per segment, every *level* (a direct child conv
-layer or block of the model: ``ConvBNReLU`` / ``Conv2DBNAct`` / a resemul block, captured with
-Flax ``capture_intermediates``, so the models stay unchanged) is pooled over time (and mel, for
-2-D maps) to one vector of its channel count; per clip, the segments' vectors are averaged.
+layer or block of the model: ``ConvBNReLU`` / ``Conv2DBNAct`` / a resemul block, or of an
+``embedding_net``'s ``backbone`` (named ``backbone/ConvBNReLU_0``, ...); captured with Flax
+``capture_intermediates``, so the models stay unchanged) is pooled over time (and mel, for 2-D
+maps) to one vector of its channel count; per clip, the segments' vectors are averaged.
 
 Choices (papers.md 3.2 leaves them open; each is an argument):
   * ``pooling="max"`` over time per segment [slides: "max-pool each feature map over time to
@@ -87,9 +88,29 @@ def level_types() -> tuple[type, ...]:
 
 
 def is_level(module: nn.Module, method_name: str) -> bool:
-  """``capture_intermediates`` filter: direct children of the model that are levels."""
-  return (method_name == "__call__" and len(module.path) == 1
-          and isinstance(module, level_types()))
+  """``capture_intermediates`` filter of the levels: the conv layers and blocks
+  (``level_types``) that are direct children of the model or of an embedding network's
+  ``backbone`` (``embedding_net``: papers 4, 9, 13, 14), and the convs of a mel audio branch
+  ``audio`` (DCUE, zero-shot)."""
+  path = tuple(module.path)
+  if method_name != "__call__":
+    return False
+  if path[:1] == ("backbone",):
+    path = path[1:]
+  if len(path) == 1:
+    return isinstance(module, level_types())
+  return len(path) == 2 and path[0] == "audio" and isinstance(module, nn.Conv)
+
+
+def captured_levels(tree: dict, prefix: tuple = ()) -> list[tuple[str, Any]]:
+  """Flax ``intermediates`` -> ``[("a/b", value)]`` in call order (``backbone/conv0``)."""
+  found = []
+  for name, node in tree.items():
+    if name == "__call__":
+      found.append(("/".join(prefix), node[0]))
+    else:
+      found += captured_levels(node, prefix + (name,))
+  return found
 
 
 def level_outputs(model: nn.Module, variables: dict,
@@ -101,7 +122,7 @@ def level_outputs(model: nn.Module, variables: dict,
   """
   _, state = model.apply(variables, audio, train=False, capture_intermediates=is_level,
                          mutable=["intermediates"])
-  return [(name, value["__call__"][0]) for name, value in state["intermediates"].items()]
+  return captured_levels(state.get("intermediates", {}))
 
 
 def pool_level(x: jnp.ndarray, pooling: str) -> jnp.ndarray:
@@ -218,10 +239,20 @@ def segment_batches(source, segment_length: int, batch_size: int, max_segments: 
     yield batch, clips
 
 
-@functools.lru_cache(maxsize=32)
 def make_accumulate_step(model: nn.Module, pooling: str, segment_aggregation: str):
   """Jitted ``(acc, variables, batch) -> acc``; ``acc = (values [clips, dims], counts [clips])``
-  with the clip-wise sum (mean) or max of the segment features. ``acc`` is donated."""
+  with the clip-wise sum (mean) or max of the segment features. ``acc`` is donated. Cached per
+  model, except for models that cannot be hashed (``embedding_net``: a dict of backbone
+  arguments), which get a fresh step."""
+  try:
+    hash(model)
+  except TypeError:
+    return _accumulate_step.__wrapped__(model, pooling, segment_aggregation)
+  return _accumulate_step(model, pooling, segment_aggregation)
+
+
+@functools.lru_cache(maxsize=32)
+def _accumulate_step(model: nn.Module, pooling: str, segment_aggregation: str):
   if segment_aggregation not in ("mean", "max"):
     raise UserError(f"segment_aggregation={segment_aggregation!r} is not 'mean' or 'max'.")
 
