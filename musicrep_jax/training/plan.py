@@ -132,8 +132,12 @@ def topology(name: str) -> Topology:
 
     desc = topologies.get_topology_desc(platform="tpu", topology_name=name)
   except Exception as error:  # pylint: disable=broad-except  (libtpu missing or name unknown)
-    raise UserError(f"--topology {name} cannot be compiled for: {_first_line(error)} (TPU "
-                    f"topologies need libtpu: pip install 'musicrep-jax[tpu]').") from None
+    import importlib.util
+
+    hint = ("" if importlib.util.find_spec("libtpu") else
+            " (TPU topologies need libtpu: pip install 'musicrep-jax[tpu]')")
+    raise UserError(f"--topology {name} cannot be compiled for: {_first_line(error)}"
+                    f"{hint}.") from None
   devices = tuple(desc.devices)
   chips = int(np.prod([int(d) for d in match.group(2).split("x")]))
   hosts = max(int(d.process_index) for d in devices) + 1
