@@ -184,7 +184,7 @@ class Checkpoints:
     damaged = []
     for manager, step in steps:
       reason = None
-      with _quiet_abandoned_reads():
+      with _quiet_abandoned_reads() as quiet:
         try:
           check_fits(manager.directory / str(step) / "state", abstract_state)
           state = restore(manager, step)
@@ -196,6 +196,7 @@ class Checkpoints:
             raise
         if reason is not None:
           gc.collect()  # Orbax's abandoned reads of the step end now, inside the quiet hook.
+          quiet["keep"] = True  # Their TensorStore callbacks may still arrive later.
       if reason is not None:
         damaged.append((manager, step, reason))
         continue
@@ -271,8 +272,11 @@ def _sync_processes(name: str) -> None:
 def _quiet_abandoned_reads():
   """Drops what Orbax's abandoned reads of a damaged step raise into ``sys.unraisablehook``
   (dozens of tracebacks): TensorStore's callbacks into a closed event loop, and the pending
-  array reads closed when collected; anything else still reaches the previous hook."""
+  array reads closed when collected; anything else still reaches the previous hook. Yields a
+  dict: ``keep=True`` leaves the filter installed for the rest of the process (after a damaged
+  step, TensorStore's threads may call back into the closed loop after the block ends)."""
   previous = sys.unraisablehook
+  state = {"keep": False}
 
   def hook(unraisable):
     text = str(unraisable.exc_value)
@@ -282,9 +286,10 @@ def _quiet_abandoned_reads():
 
   sys.unraisablehook = hook
   try:
-    yield
+    yield state
   finally:
-    sys.unraisablehook = previous
+    if not state["keep"]:
+      sys.unraisablehook = previous
 
 
 def check_fits(state_dir, abstract_state: Any) -> None:
