@@ -63,7 +63,8 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from musicrep_jax import storage
-from musicrep_jax.data.audio_io import AudioDecodeError, downmix, probe_audio, resample
+from musicrep_jax.data.audio_io import (TRUNCATION_SLACK_FRAMES, AudioDecodeError, downmix,
+                                        probe_audio, resample, truncation_reason)
 from musicrep_jax.errors import UserError
 
 # Suffix -> libsndfile major format: decodable where ``soundfile.available_formats()`` has it.
@@ -74,9 +75,6 @@ AUDIO_SUFFIXES = frozenset(SUFFIX_FORMATS)
 # Audio formats libsndfile never decodes: found in folders and reported as skipped.
 UNSUPPORTED_SUFFIXES = frozenset({".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".ape",
                                   ".amr", ".ac3", ".webm", ".mka", ".dsf", ".wv"})
-# Decoded frames may fall short of the header's count by this much (two MPEG frames of encoder
-# delay / padding) before a file counts as truncated.
-TRUNCATION_SLACK_FRAMES = 2304
 INDEX_FIELDS = ("path", "status", "reason", "row", "duration_s", "source_sample_rate",
                 "sample_rate", "resampled", "channels", "segments", "padded")
 STATUSES = ("ok", "skipped", "error")
@@ -441,9 +439,8 @@ def _stream_input(index: int, item, record: FileRecord, batcher: _Batcher, sampl
   def cut_short() -> bool:  # The header declares more audio than was decoded.
     return decoded + TRUNCATION_SLACK_FRAMES < frames
 
-  def truncated(detail: str = "") -> SkippedFile:
-    return SkippedFile(record.path, f"truncated: decoded {decoded / rate:.2f} s of the "
-                                    f"{frames / rate:.2f} s its header declares{detail}")
+  def truncated(then: str = "") -> SkippedFile:
+    return SkippedFile(record.path, truncation_reason(decoded, frames, rate, then))
 
   try:
     for segment in segment_stream(blocks, input_length, hop):
@@ -452,7 +449,7 @@ def _stream_input(index: int, item, record: FileRecord, batcher: _Batcher, sampl
       record.padded |= segment.padded
   except AudioDecodeError as error:
     if cut_short():  # A cut FLAC fails in the block holding the cut.
-      raise truncated(f", then {error.reason}") from None
+      raise truncated(error.reason) from None
     raise
   if decoded == 0:
     raise AudioDecodeError(record.path, "empty file (no audio frames)")
