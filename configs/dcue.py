@@ -8,8 +8,9 @@ kept here). Data: prepared shards (``--data-dir``) with a ``user,item,count`` CS
 counts (``--config.task.kwargs.interactions_csv=PATH``, items = the shards' paths, track names
 or track ids; the paper's Echo Nest Taste Profile subset of 20,000 users x 10,000 songs).
 ``--config.model.kwargs.multi=true`` is the paper's multi model. Padding: every conv of the audio
-branch is ``'same'``, as the official code's five convs are (issue 18's audit; papers.md 8.3
-names it on the first), so there is no padding deviation.
+branch is ``'same'``, as the official code's five convs are (``jongpillee/deep-content-user``
+``model.py``: conv1-conv5 ``padding='same'``; papers.md 8.3 names it on the first only), so there
+is no padding deviation.
 
 ``:runlocal``: the embedded corpus (600 clips of 4 s at 16 kHz, 200 synthetic users, their
 listening counts), 64-frame (~1 s) crops, a 32-channel multi model with a linear conv5 and

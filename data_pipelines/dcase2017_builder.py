@@ -31,7 +31,9 @@ fold's lists do not name are not read. ``error.txt`` (annotated audio glitches) 
 DCASE baseline does.
 
 Papers.md 7.2 notes that the journal code behind paper 6 used DCASE 2017 *Task 4* (17 weakly
-labelled event classes, multi-label); this builder serves Task 1 (single-label scenes).
+labelled event classes, multi-label): ``dcase2017_task4_builder`` (``musicrep prepare
+dcase2017_task4``), the default of ``configs/samplecnn_dcase2017.py``; this builder serves Task 1
+(single-label scenes), that config's ``task1`` argument.
 """
 
 from __future__ import annotations

@@ -25,9 +25,13 @@ Split variants (BuilderConfigs ``<variant>_<rate>hz``, rate 22050 or 16000):
 Three mp3s of the official archive are empty (0 bytes); they are reported as skipped with the
 reason below whether or not the user deleted them, and neither split counts them.
 
-Records: ``tags`` over the 50 tags, most frequent first (on the real annotations this is Lee's
-``top50_tags.txt`` order, shipped as ``splits/mtat_top50_tags.txt`` and compared at build time:
-a difference becomes a warning); ``track`` is the song (the mp3 name without its
+Records: ``tags`` over the 50 tags. Tag columns are in the order of Lee's ``top50_tags.txt``
+(shipped as ``splits/mtat_top50_tags.txt``), the column order of Lee's ``y_*_pub.npy`` label
+matrices, whenever the 50 most frequent tags of ``annotations_final.csv`` are Lee's 50 (as on
+the real annotations), whatever their frequency ranks; otherwise (an edited annotation file, or
+``num_tags`` other than 50) most frequent first, and a membership difference becomes a build
+warning. (tae-jun's code orders the same 50 tags by frequency: a different column order, papers.md
+1.1.) ``track`` is the song (the mp3 name without its
 ``-start-end`` seconds suffix), ``artist`` and ``album`` are its first two ``-``-separated
 fields; ``path`` is ``mp3_path``.
 
@@ -90,6 +94,11 @@ def names_from_path(mp3_path: str) -> tuple[str, str, str]:
   return fields[0], "-".join(fields[:2]), track
 
 
+def lee_top50_tags() -> tuple[str, ...]:
+  """Lee's ``top50_tags.txt`` (``splits/mtat_top50_tags.txt``), in its order."""
+  return tuple(layouts.packaged_list("mtat_top50_tags.txt"))
+
+
 def lee_list_splits(lists_dir: str) -> dict[str, str]:
   """Lee's ``*_list_pub.cP`` files -> ``{mp3_path: split}`` (``.npy`` entries -> ``.mp3``)."""
   lists = {s: [os.path.splitext(i)[0] + ".mp3"
@@ -113,12 +122,12 @@ class MusicrepMtat(layouts.LayoutBuilder, skip_registration=True):
   def __init__(self, **kwargs):
     """``LayoutBuilder``'s arguments; warns when the top 50 tags are not Lee's."""
     super().__init__(**kwargs)
-    paper_tags = tuple(layouts.packaged_list("mtat_top50_tags.txt"))
+    paper_tags = lee_top50_tags()
     tags = self._manifest.tag_names
     if len(tags) == len(paper_tags) and tags != paper_tags:
       self.warnings.append("The 50 most frequent tags of this annotations_final.csv differ from "
-                           "Lee's top50_tags.txt (splits/mtat_top50_tags.txt) in membership or "
-                           "order.")
+                           "Lee's top50_tags.txt (splits/mtat_top50_tags.txt); the tag columns "
+                           "are in frequency order, not Lee's.")
 
   @classmethod
   def read_layout(cls, manual_dir: str, variant: str, num_tags: int = 50,
@@ -132,6 +141,8 @@ class MusicrepMtat(layouts.LayoutBuilder, skip_registration=True):
     annotations = layouts.find_file(manual_dir, [ANNOTATIONS], "MagnaTagATune's " + ANNOTATIONS)
     clip_ids, paths, names, matrix = read_annotations(annotations)
     tag_names = layouts.top_n_tags(matrix, names, num_tags)
+    if set(tag_names) == set(lee_top50_tags()):
+      tag_names = lee_top50_tags()  # Lee's column order (y_*_pub.npy), not the frequency ranks.
     columns = [names.index(t) for t in tag_names]
     root = layouts.find_root(manual_dir, AUDIO_SUBDIRS,
                              [p for p in paths[:50] if p not in KNOWN_BROKEN.values()])

@@ -1,6 +1,7 @@
 """``musicrep prepare dcase2017``: DCASE 2017 Task 1 acoustic scenes from a local copy."""
 
-HELP = "DCASE 2017 Task 1 acoustic scenes (TUT 2017 development) from a local copy (paper 6)"
+HELP = ("DCASE 2017 Task 1 acoustic scenes (TUT 2017 development) from a local copy (paper 6, "
+        "task1; the journal code's Task 4 is dcase2017_task4)")
 DESCRIPTION = ("Reads audio/, meta.txt and evaluation_setup/fold<k>_{train,evaluate}.txt from "
                "--manual-dir. Splits: test = fold<k>_evaluate.txt; train = fold<k>_train.txt "
                "minus a validation of whole recording locations (--validation-percent, by a "

@@ -1,5 +1,6 @@
-"""Tagging metrics in jnp: exact per-tag ROC-AUC / PR-AUC with ties, macro means, clip averaging;
-and two host-side (numpy) helpers of the evaluators: unit rows and a ridge linear probe.
+"""Tagging metrics in jnp: exact per-tag ROC-AUC / PR-AUC with ties, macro means, clip averaging,
+thresholded precision / recall / F1 (samples, micro, macro averages); and two host-side (numpy)
+helpers of the evaluators: unit rows and a ridge linear probe.
 
 Everything here is vectorized (one sort per tag, ``searchsorted`` and prefix sums, ``vmap`` over
 tags; no Python loop over tags or rows), has static output shapes, and runs under ``jax.jit``, so
@@ -227,6 +228,78 @@ def _clip_average(segment_scores, clip_index, valid, num_clips):
   counts = jax.ops.segment_sum(valid.astype(jnp.int32), clip_index, num_segments=num_clips)
   means = sums / jnp.maximum(counts, 1)[:, None].astype(sums.dtype)
   return jnp.where(counts[:, None] > 0, means, jnp.nan), counts
+
+
+_F1_AVERAGES = ("samples", "micro", "macro")
+
+
+def _safe_ratio(num: Array, den: Array) -> Array:
+  """``num / den`` with 0 where ``den == 0`` (scikit-learn's ``zero_division`` default)."""
+  return jnp.where(den > 0, num / jnp.maximum(den, 1).astype(num.dtype), 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("average", "inclusive"))
+def _precision_recall_f1(positive, scores, threshold, valid, average, inclusive):
+  """``precision_recall_f1`` on checked inputs: bool [N, K], float [N, K], scalar, bool [N]."""
+  predicted = (scores >= threshold if inclusive else scores > threshold) & valid[:, None]
+  positive = positive & valid[:, None]
+  # Counts per row ("samples"), per class ("macro") or in total ("micro").
+  axis = {"samples": 1, "macro": 0, "micro": None}[average]
+  tp = jnp.sum(predicted & positive, axis=axis).astype(jnp.float32)
+  fp = jnp.sum(predicted & ~positive, axis=axis).astype(jnp.float32)
+  fn = jnp.sum(~predicted & positive, axis=axis).astype(jnp.float32)
+  precision = _safe_ratio(tp, tp + fp)
+  recall = _safe_ratio(tp, tp + fn)
+  f1 = _safe_ratio(2.0 * tp, 2.0 * tp + fp + fn)  # = 2PR / (P + R) where that is defined.
+  if average == "samples":  # Mean over the valid rows only (padding rows are not samples).
+    weight = valid.astype(jnp.float32) / jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
+    precision, recall, f1 = (jnp.sum(v * weight) for v in (precision, recall, f1))
+  elif average == "macro":  # Unweighted mean over all K classes, absent ones included.
+    precision, recall, f1 = (jnp.mean(v) for v in (precision, recall, f1))
+  return dict(precision=precision, recall=recall, f1=f1)
+
+
+def precision_recall_f1(labels, scores, threshold: float, average: str = "samples",
+                        valid=None, *, inclusive: bool = True) -> Dict[str, Array]:
+  """Thresholded multi-label precision, recall and F1 (= scikit-learn's
+  ``precision_recall_fscore_support(labels, scores >= threshold, average=average)``).
+
+  The DCASE 2017 task 4 protocol of paper 6's journal code (papers.md section 7): sigmoid clip
+  outputs thresholded at 0.1, F1 averaged over samples. Note the argument order (labels first,
+  as in scikit-learn), unlike the ranking metrics above.
+
+  Args:
+    labels: {0, 1} or bool [N, K] (nonzero = positive).
+    scores: float [N, K]; a class is predicted where ``scores >= threshold`` (a score exactly at
+      the threshold counts as a prediction), or ``scores > threshold`` with ``inclusive=False``
+      (the journal code of paper 6, ``tae-jun/sampleaudio/eval.py``, thresholds with ``>``).
+    threshold: scalar decision threshold (may be traced).
+    average: ``"samples"``: P/R/F1 of each row (over its K classes), then averaged over rows;
+      ``"micro"``: from the counts summed over all rows and classes; ``"macro"``: per class
+      (over the rows), then the unweighted mean over all K classes.
+    valid: optional bool [N]; False rows (batch padding) are ignored entirely.
+    inclusive: whether a score equal to ``threshold`` is a prediction (see ``scores``).
+
+  Returns:
+    dict of float32 scalars ``precision``, ``recall``, ``f1``. A 0/0 ratio counts as 0, as with
+    scikit-learn's default ``zero_division="warn"`` (without the warning): a row (samples) or a
+    class (macro) with no positive and no prediction scores P = R = F1 = 0 and still enters the
+    mean. F1 of a row/class is ``2 TP / (2 TP + FP + FN)`` (the harmonic mean of its P and R);
+    the averaged F1 is the mean of those F1s, not the harmonic mean of the averaged P and R.
+  """
+  if average not in _F1_AVERAGES:
+    raise ValueError(f"average must be one of {_F1_AVERAGES}; got {average!r}")
+  positive = jnp.asarray(labels) != 0
+  scores = jnp.asarray(scores)
+  if scores.ndim != 2 or positive.shape != scores.shape:
+    raise ValueError(
+        f"labels and scores must both be [N, K]; got {positive.shape} and {scores.shape}")
+  n = scores.shape[0]
+  valid = jnp.ones((n,), bool) if valid is None else jnp.asarray(valid).astype(bool)
+  if valid.shape != (n,):
+    raise ValueError(f"valid must be [N] = ({n},); got {valid.shape}")
+  return _precision_recall_f1(positive, scores, jnp.asarray(threshold, scores.dtype), valid,
+                              average=average, inclusive=bool(inclusive))
 
 
 # --- Host-side helpers of the evaluators (numpy) ------------------------------------------------

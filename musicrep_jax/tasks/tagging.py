@@ -29,11 +29,14 @@ class TaggingTask(Task):
 
   Batches carry ``tags`` float32 ``[batch, num_tags]`` (multi-hot). Model outputs carry
   ``logits`` float32 ``[batch, num_tags]``. Bound data: ``OutputCount`` (the shards' tags).
+  ``f1_threshold``: the decision threshold of the ``tagging_f1`` evaluator (score > threshold;
+  0.1 in paper 6's DCASE 2017 task 4 code).
   """
 
   fields: tuple = ("tags",)
   metric_names: tuple = ("loss",)
-  higher_is_better: tuple = ("roc_auc", "pr_auc")
+  higher_is_better: tuple = ("roc_auc", "pr_auc", "f1", "precision", "recall")
+  f1_threshold: float = 0.1
   default_evals = ("tagging",)
 
   def bind(self, shards) -> "TaggingTask":

@@ -58,7 +58,8 @@ METADATA_TASKS = ("tagging", "classification")
 # Output counts of the datasets the paper configs name (``config.data.name``): MTAT and MSD
 # top-50 tags (papers.md 2, 11), DCASE 2017 Task 1's 15 scenes, Speech Commands v0.02's 35 words
 # (data_pipelines/speech_commands_builder.py), the embedded corpus' 24 tags.
-DEFAULT_OUTPUTS = {"mtat": 50, "msd": 50, "dcase2017": 15, "speech_commands": 35,
+DEFAULT_OUTPUTS = {"mtat": 50, "msd": 50, "dcase2017": 15, "dcase2017_task4": 17,
+                   "speech_commands": 35,
                    "synthetic": 24}
 # The word-vector dimension of papers 10-11 (papers.md 11: 300-d GloVe / word2vec), for the
 # zero-shot stand-in vectors (``with_standin_word_vectors``).

@@ -34,7 +34,7 @@ def genre_data_dir(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["configs/samplecnn_speech_commands.py:basic,runlocal",
-                                    "configs/samplecnn_dcase2017.py:improved,runlocal"])
+                                    "configs/samplecnn_dcase2017.py:improved,task1,runlocal"])
 def test_paper6_models_beat_chance_on_held_out_clips(config, genre_data_dir, tmp_path, capsys):
   steps = 200
   assert cli.main(["train", "--config", config, "--data-dir", str(genre_data_dir),
