@@ -15,7 +15,7 @@ pieces more than one of them uses (papers.md section 1.1):
 * :func:`top_n_tags`: the N most frequent columns of a clip x tag annotation matrix;
 * :func:`find_root`: where in ``manual_dir`` the audio (or an index file) actually is;
 * :func:`build_manifest`: entries (path, tags, split, artist, album, track) -> a ``Manifest``
-  with integer ids;
+  with integer ids (and the dataset's tag groups);
 * :class:`LayoutBuilder`: BuilderConfigs for the papers' sample rates (16 kHz and 22.05 kHz, per
   split variant), the paper's split sizes checked after probing (``expected_counts``, which
   defaults to the paper's and which tests override for miniature copies) and a resumable build
@@ -171,9 +171,10 @@ class Entry:
 
 
 def build_manifest(entries: Sequence[Entry], tag_names: Sequence[str], split_rule: str,
-                   source: str) -> Manifest:
+                   source: str, tag_groups: dict | None = None) -> Manifest:
   """Entries -> ``Manifest``: ``clip_id`` is the entry index; artist/album/track ids are the
-  index in the sorted unique names (-1 when the name is "")."""
+  index in the sorted unique names (-1 when the name is ""); ``tag_groups`` (group -> indices
+  into ``tag_names``) is passed through."""
   id_names = {c: sorted({getattr(e, c) for e in entries if getattr(e, c)})
               for c in ("artist", "album", "track")}
   id_maps = {c: {name: i for i, name in enumerate(names)} for c, names in id_names.items()}
@@ -183,7 +184,7 @@ def build_manifest(entries: Sequence[Entry], tag_names: Sequence[str], split_rul
           **{c: id_maps[c].get(getattr(e, c), shard_schema.UNKNOWN_ID) for c in id_maps})
       for index, e in enumerate(entries))
   return Manifest(rows=rows, tag_names=tuple(tag_names), id_names=id_names,
-                  split_rule=split_rule, source=source)
+                  split_rule=split_rule, source=source, tag_groups=dict(tag_groups or {}))
 
 
 @dataclasses.dataclass(eq=False)
@@ -282,12 +283,13 @@ def prepare_layout(builder_cls, out_dir, *, manual_dir, sample_rate: int = 22050
                    strict_counts: bool = True, min_seconds: float | None = None,
                    resumable: bool = True, layout_options: dict | None = None,
                    overwrite: bool = False, workers: int | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, tempo: bool | None = None) -> dict:
   """Builds ``builder_cls`` (a :class:`LayoutBuilder`) from ``manual_dir`` into ``out_dir``
   through ``prepare.prepare_manifest``; returns the prepare report.
 
-  ``variant`` defaults to the first of the builder's variants. The layout is read before
-  ``out_dir`` is touched, so input errors leave it alone.
+  ``variant`` defaults to the first of the builder's variants; ``tempo`` (None: the builder's
+  ``TEMPO_BY_DEFAULT``) adds the ``tempo_bpm`` field. The layout is read before ``out_dir`` is
+  touched, so input errors leave it alone.
   """
   from musicrep_jax.data_pipelines import prepare
 
@@ -302,13 +304,14 @@ def prepare_layout(builder_cls, out_dir, *, manual_dir, sample_rate: int = 22050
   manual_dir = check_manual_dir(manual_dir, builder_cls.name)
   # Read before out_dir is touched (input errors fail early); the builder reuses it.
   manifest = builder_cls.read_layout(manual_dir, variant, **(layout_options or {}))
+  tempo = builder_cls.TEMPO_BY_DEFAULT if tempo is None else bool(tempo)
   params = {"manual_dir": manual_dir, "variant": variant, "sample_rate": int(sample_rate),
             "min_seconds": min_seconds, "strict_counts": strict_counts,
-            "resumable": resumable, **(layout_options or {})}
+            "resumable": resumable, "tempo": tempo, **(layout_options or {})}
   return prepare.prepare_manifest(
       out_dir, builder_cls, kind=builder_cls.KIND, params=params, overwrite=overwrite,
       builder_kwargs=dict(manual_dir=manual_dir, config=config_name(variant, sample_rate),
                           expected_counts=expected_counts, strict_counts=strict_counts,
                           min_seconds=min_seconds, resumable=resumable,
                           layout_options=layout_options, manifest=manifest, workers=workers,
-                          progress=progress))
+                          progress=progress, tempo=tempo))

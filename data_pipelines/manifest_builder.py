@@ -16,6 +16,11 @@ Commands' word folders, ...) into a :class:`Manifest` of rows (:class:`Row`), th
 * optionally checks, right after probing (before any decoding), that each split has the number
   of usable files a paper's split has (``expected_counts``): a mismatch is a ``UserError``, or a
   warning with ``strict_counts=False``;
+* optionally estimates each clip's tempo (``tempo=True``; the default of the builder class,
+  ``TEMPO_BY_DEFAULT``) with ``frontends.tempo.estimate_bpm`` in the decoding threads and stores
+  it as the ``tempo_bpm`` field (float32 BPM, NaN when no beat is found; listed in
+  ``metadata["extra_fields"]``, the estimator in ``metadata["tempo"]``);
+* writes the manifest's ``tag_groups`` (group -> tag indices) into the metadata;
 * optionally caches each decoded file (``decode_cache=True``) as ``.npy`` under
   ``<data_dir>/<name>[/<config>]/.decode_cache-<version>/``, so a build that was killed and is
   started again decodes only the files it had not finished; the cache is deleted when the
@@ -41,6 +46,7 @@ import tqdm
 from musicrep_jax.data import audio_io
 from musicrep_jax.data import schema as shard_schema
 from musicrep_jax.errors import UserError
+from musicrep_jax.frontends import tempo as tempo_lib
 
 SPLITS = ("train", "validation", "test")
 
@@ -70,6 +76,8 @@ class Manifest:
   split_rule: str  # How rows got their split, in words ("manifest column", "hash of track").
   source: str = ""  # What the rows were read from (a file or folder), for messages.
   warnings: tuple[str, ...] = ()  # Problems found while reading it (e.g. duplicate rows).
+  # Group name -> indices into tag_names (the similarity dimensions, ``tag_groups`` module).
+  tag_groups: dict = dataclasses.field(default_factory=dict)
 
 
 def probe(row: Row, min_seconds: float) -> str | None:
@@ -124,17 +132,20 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   # the `importlib_resources` backport (not installed on Python >= 3.9); there is nothing to
   # download, so there are no checksums.
   code_path = None
+  TEMPO_BY_DEFAULT = False  # Whether `tempo=None` estimates tempo (the MSD builder's is True).
 
   def __init__(self, *, manifest: Manifest, sample_rate: int, min_seconds: float = 1.0,
                description: str = "", metadata: dict | None = None,
                workers: int | None = None, progress: bool = True,
                expected_counts: dict | None = None, strict_counts: bool = True,
-               decode_cache: bool = False, **kwargs):
+               decode_cache: bool = False, tempo: bool | None = None, **kwargs):
     """``metadata`` is added to the dataset's metadata (``builder`` names the source kind);
     ``expected_counts`` (split -> int or None) are checked after probing, fatally when
-    ``strict_counts``; ``decode_cache`` makes the build resumable (module docstring);
-    ``kwargs`` go to TFDS (``data_dir``, ``config``)."""
+    ``strict_counts``; ``decode_cache`` makes the build resumable and ``tempo`` adds the
+    ``tempo_bpm`` field (None: ``TEMPO_BY_DEFAULT``; module docstring); ``kwargs`` go to TFDS
+    (``data_dir``, ``config``)."""
     self._manifest = manifest
+    self.tempo = self.TEMPO_BY_DEFAULT if tempo is None else bool(tempo)
     self._expected_counts = dict(expected_counts or {})
     self._strict_counts = bool(strict_counts)
     self._decode_cache = bool(decode_cache)
@@ -160,11 +171,14 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
+    tempo_metadata = {"tempo": tempo_lib.ESTIMATOR} if self.tempo else {}
     metadata = tfds.core.MetadataDict(
         sample_rate=self._sample_rate,
         tag_names=list(self._manifest.tag_names),
-        tag_groups={},
-        extra_fields=[],
+        tag_groups={name: [int(i) for i in columns]
+                    for name, columns in self._manifest.tag_groups.items()},
+        extra_fields=[shard_schema.TEMPO_FIELD] if self.tempo else [],
+        **tempo_metadata,
         min_seconds=self._min_seconds,
         split_rule=self._manifest.split_rule,
         artist_names=list(self._manifest.id_names.get("artist", [])),
@@ -175,11 +189,16 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return tfds.core.DatasetInfo(
         builder=self,
         description=self._description,
-        features=tfds.features.FeaturesDict(
-            shard_schema.core_features(len(self._manifest.tag_names))),
+        features=tfds.features.FeaturesDict(self._features()),
         metadata=metadata,
         disable_shuffling=True,  # Manifest order within each split.
     )
+
+  def _features(self) -> dict:
+    features = shard_schema.core_features(len(self._manifest.tag_names))
+    if self.tempo:
+      features[shard_schema.TEMPO_FIELD] = shard_schema.tempo_feature()
+    return features
 
   def _split_generators(self, dl_manager):
     """Probes every file's header, then declares the splits that have a usable file.
@@ -216,14 +235,23 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.warnings.append(message)
 
   def _generate_examples(self, rows: list[Row]) -> Iterator[tuple[int, dict]]:
-    decoded = audio_io.map_in_threads(self._decode, rows, self._workers)
-    for row, audio in zip(rows, self._bar(decoded, len(rows), f"Decoding {rows[0].split}")):
-      if isinstance(audio, str):
-        self._skip(row, audio)
+    decoded = audio_io.map_in_threads(self._decode_clip, rows, self._workers)
+    for row, clip in zip(rows, self._bar(decoded, len(rows), f"Decoding {rows[0].split}")):
+      if isinstance(clip, str):
+        self._skip(row, clip)
         continue
+      audio, bpm = clip
       self.counts[row.split]["written"] += 1
       self.audio_samples += len(audio)
-      yield row.clip_id, self._record(row, audio)
+      yield row.clip_id, self._record(row, audio, bpm)
+
+  def _decode_clip(self, row: Row) -> tuple[np.ndarray, float | None] | str:
+    """``(int16 audio, tempo in BPM or None when tempo is off)``, or why the row is unusable.
+    Runs in the decoding threads, so the tempo estimate is parallel too."""
+    audio = self._decode(row)
+    if isinstance(audio, str) or not self.tempo:
+      return audio if isinstance(audio, str) else (audio, None)
+    return audio, tempo_lib.estimate_bpm(shard_schema.pcm16_to_float(audio), self._sample_rate)
 
   def _decode(self, row: Row) -> np.ndarray | str:
     """Row -> int16 [samples] at the dataset rate, or the reason it cannot be used.
@@ -281,11 +309,14 @@ class ManifestBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                              "from its decode cache.")
       shutil.rmtree(self.decode_cache_dir, ignore_errors=True)
 
-  def _record(self, row: Row, audio: np.ndarray) -> dict:
+  def _record(self, row: Row, audio: np.ndarray, bpm: float | None = None) -> dict:
     tags = np.zeros(len(self._manifest.tag_names), np.uint8)
     tags[[self._tag_index[tag] for tag in row.tags]] = 1
-    return {"audio": audio, "tags": tags, "clip_id": row.clip_id, "track": row.track,
-            "album": row.album, "artist": row.artist, "path": row.path}
+    record = {"audio": audio, "tags": tags, "clip_id": row.clip_id, "track": row.track,
+              "album": row.album, "artist": row.artist, "path": row.path}
+    if self.tempo:
+      record[shard_schema.TEMPO_FIELD] = np.float32(bpm)
+    return record
 
   def _skip(self, row: Row, reason: str) -> None:
     if reason.startswith(audio_io.TRUNCATED):

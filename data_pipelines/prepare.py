@@ -89,12 +89,15 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
                    manifest: str | os.PathLike, sample_rate: int = 22050,
                    min_seconds: float = 1.0, overwrite: bool = False,
                    workers: int | None = None, progress: bool = True,
-                   allow_outside_audio_dir: bool = False) -> dict:
+                   allow_outside_audio_dir: bool = False,
+                   tag_groups: str | os.PathLike | None = None, tempo: bool = False) -> dict:
   """Decodes the files listed in ``manifest`` (see ``folder_builder``) into shards in ``out_dir``.
 
-  Unusable files are skipped and listed in the report; ``UserError`` for a missing manifest or
-  audio folder, a manifest without a ``path`` column, a path outside ``audio_dir`` (unless
-  ``allow_outside_audio_dir``), or when no file at all can be used.
+  ``tag_groups`` is a tag-group file (``tag_groups`` module); ``tempo`` adds each clip's
+  estimated tempo (``tempo_bpm``). Unusable files are skipped and listed in the report;
+  ``UserError`` for a missing manifest or audio folder, a manifest without a ``path`` column, a
+  path outside ``audio_dir`` (unless ``allow_outside_audio_dir``), an invalid tag-group file or
+  grouping, or when no file at all can be used.
   """
   from musicrep_jax.data_pipelines import folder_builder
 
@@ -103,13 +106,18 @@ def prepare_folder(out_dir: str | os.PathLike, *, audio_dir: str | os.PathLike,
             "sample_rate": check_sample_rate(sample_rate), "min_seconds": min_seconds}
   if allow_outside_audio_dir:
     params["allow_outside_audio_dir"] = True
+  if tag_groups is not None:
+    params["tag_groups"] = tag_groups = os.path.abspath(os.fspath(tag_groups))
+  params["tempo"] = bool(tempo)
   # Read the manifest before touching out_dir, so that input errors leave it alone.
-  folder_builder.read_manifest(params["manifest"], params["audio_dir"], allow_outside_audio_dir)
+  folder_builder.read_manifest(params["manifest"], params["audio_dir"], allow_outside_audio_dir,
+                               tag_groups)
   return prepare_manifest(
       out_dir, folder_builder.MusicrepFolder, kind="folder", params=params,
       builder_kwargs=dict(audio_dir=audio_dir, manifest=manifest, sample_rate=sample_rate,
                           min_seconds=min_seconds, workers=workers, progress=progress,
-                          allow_outside_audio_dir=allow_outside_audio_dir),
+                          allow_outside_audio_dir=allow_outside_audio_dir,
+                          tag_groups=tag_groups, tempo=bool(tempo)),
       overwrite=overwrite)
 
 

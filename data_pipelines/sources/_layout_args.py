@@ -33,4 +33,4 @@ def prepare(builder_cls, args, **layout_options) -> dict:
       variant=getattr(args, "split", None), strict_counts=not args.allow_count_mismatch,
       min_seconds=args.min_seconds, resumable=not args.no_resume,
       layout_options={k: v for k, v in layout_options.items() if v is not None},
-      overwrite=args.overwrite, workers=args.workers)
+      overwrite=args.overwrite, workers=args.workers, tempo=getattr(args, "tempo", None))

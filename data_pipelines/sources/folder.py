@@ -2,7 +2,9 @@
 
 HELP = "a folder of audio files plus a CSV manifest"
 DESCRIPTION = ("Manifest columns: path (relative to --audio-dir, required); tags (';'-separated, "
-               "optional); artist, album, track, split (optional). Without a split column, "
+               "optional); tags:GROUP (';'-separated tags of the tag group GROUP, e.g. "
+               "tags:genre, optional); artist, album, track, split (optional). "
+               "Without a split column, "
                "splits are assigned by track with a stable hash (80/10/10). Unreadable, empty, "
                "truncated (less audio than the header declares: one warning each) or too-short "
                "files are skipped and listed in <out>/prepare_report.json.")
@@ -18,6 +20,12 @@ def add_arguments(parser) -> None:
   parser.add_argument("--allow-outside-audio-dir", action="store_true",
                       help="accept manifest paths that are absolute or lead out of --audio-dir "
                            "(refused by default: a manifest must not pick files elsewhere)")
+  parser.add_argument("--tag-groups", default=None, metavar="FILE",
+                      help="CSV with the columns tag,group: the tag groups (similarity "
+                           "dimensions 'tag:GROUP'), besides any tags:GROUP manifest columns")
+  parser.add_argument("--tempo", action="store_true",
+                      help="estimate each clip's tempo in BPM (the tempo_bpm field, paper 13's "
+                           "tempo dimension; ~0.1 s of CPU per 30 s of audio)")
 
 
 def prepare(args) -> dict:
@@ -26,4 +34,5 @@ def prepare(args) -> dict:
   return prepare_lib.prepare_folder(args.out, audio_dir=args.audio_dir, manifest=args.manifest,
                                     sample_rate=args.sample_rate, min_seconds=args.min_seconds,
                                     overwrite=args.overwrite,
-                                    allow_outside_audio_dir=args.allow_outside_audio_dir)
+                                    allow_outside_audio_dir=args.allow_outside_audio_dir,
+                                    tag_groups=args.tag_groups, tempo=args.tempo)

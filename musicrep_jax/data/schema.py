@@ -18,9 +18,19 @@ field          dtype, shape      meaning
 =============  ================  ===========================================================
 
 Builders may add fields (the synthetic corpus adds ``genre``, ``mood``, ``tempo_bpm``...), listed in
-``DatasetInfo.metadata["extra_fields"]``. Dataset-level facts live in ``DatasetInfo.metadata``:
-``sample_rate`` (int, Hz), ``tag_names`` (list[str], the columns of ``tags``), optional
-``tag_groups`` (dict name -> list of tag indices, e.g. ``{"genre": [0, 1, ...]}``).
+``DatasetInfo.metadata["extra_fields"]``. One optional field has a fixed meaning for every builder:
+
+=============  ================  ===========================================================
+``tempo_bpm``  float32 []        the clip's global tempo in beats per minute, NaN when unknown
+                                 (no beat found); estimated at prepare time by
+                                 ``frontends.tempo.estimate_bpm`` (``metadata["tempo"]``
+                                 names the estimator), or the synthetic corpus' true tempo.
+                                 Paper 13's tempo dimension: similar within 5 BPM.
+=============  ================  ===========================================================
+
+Dataset-level facts live in ``DatasetInfo.metadata``: ``sample_rate`` (int, Hz), ``tag_names``
+(list[str], the columns of ``tags``), optional ``tag_groups`` (dict name -> list of tag indices,
+e.g. ``{"genre": [0, 1, ...]}``; the ``tag:GROUP`` labels of the metric-learning task).
 """
 
 from __future__ import annotations
@@ -48,6 +58,16 @@ def core_features(num_tags: int) -> dict:
       "artist": tfds.features.Scalar(dtype=np.int64),
       "path": tfds.features.Text(),
   }
+
+
+TEMPO_FIELD = "tempo_bpm"
+
+
+def tempo_feature():
+  """The TFDS feature of the optional ``tempo_bpm`` field (float32 scalar, NaN = unknown)."""
+  import tensorflow_datasets as tfds  # Imported lazily, as in core_features.
+
+  return tfds.features.Scalar(dtype=np.float32)
 
 
 def float_to_pcm16(audio: np.ndarray) -> np.ndarray:

@@ -5,6 +5,9 @@ One task, three approaches (papers.md 5.2, 10, 14.3, 15.2), each plain or disent
 * ``"triplet"``: P x K batches (``musicrep_jax.data.pk_batches``), one block per label in
   ``labels``; a triplet hinge per block on the L2-normalised embedding (plain) or on the
   block's subspace ``n(f o m_s)`` (disentangled, paper 13's CSN), averaged over the blocks.
+  Each block's hinge covers every valid triplet of the block (``mining="all"``, batch-all):
+  that is our choice, not paper 13's, which draws random triplets and describes no mining
+  (papers.md 14.4); ``"batch_hard"`` and ``"semi_hard"`` are the other options.
   ``track_weight > 0`` adds a block of track triplets on the whole embedding (paper 13's track
   regularisation, lambda 0.5). ``negatives > 0`` replaces in-batch mining by paper 4's Siamese
   form: each row is an anchor, the next row of its class slot its positive, and the same row of
@@ -16,8 +19,13 @@ One task, three approaches (papers.md 5.2, 10, 14.3, 15.2), each plain or disent
   14 (b), (e)).
 
 Labels are those of ``pk_batches``: ``"artist"``, ``"album"``, ``"track"``, ``"tag:GROUP"``,
-``"tag"``. When ``disentangled``, label ``i`` of ``labels`` owns subspace ``i`` of the
-``embedding_net`` model (``num_subspaces = len(labels)``).
+``"tag"``, plus ``"tempo_bpm"`` (``TEMPO``, triplet approach only): paper 13's tempo dimension,
+the records' float ``tempo_bpm`` field (``data.schema``), two clips being similar when their
+tempi are within ``tempo_tolerance`` (5 BPM) and dissimilar otherwise (NaN = unknown: neither);
+the loss compares the BPM values themselves (``losses.triplet_loss(tolerance=...)``), and the
+P x K class slots are ``tempo_tolerance``-wide BPM bins (``floor(bpm / tolerance)``), so the
+rows of a slot are within the tolerance of one another. When ``disentangled``, label ``i`` of
+``labels`` owns subspace ``i`` of the ``embedding_net`` model (``num_subspaces = len(labels)``).
 
 Evaluation (``evaluators/retrieval.py``): per label of ``eval_labels`` on the held-out clips,
 leave-one-out retrieval (MAP, precision / recall / nDCG at k, chance), triplet accuracy (paper
@@ -41,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from musicrep_jax.data import pk_batches
+from musicrep_jax.data.schema import TEMPO_FIELD
 from musicrep_jax.errors import UserError
 from musicrep_jax.evaluators.retrieval import TRACK
 from musicrep_jax.ops.losses import (apply_mask, l2_normalize, label_match,
@@ -50,19 +59,41 @@ from musicrep_jax.registry import TASKS
 from musicrep_jax.tasks.base import Task
 
 APPROACHES = ("triplet", "classification", "proxy")
+TEMPO = TEMPO_FIELD  # The tempo label: float BPM, similar within `tempo_tolerance`.
 
 
 def is_tag_label(label: str) -> bool:
   return label.split(":")[0] == "tag"
 
 
+def label_classes(label: str, records: dict, tag_groups: dict,
+                  tempo_tolerance: float) -> list:
+  """Per clip, its P x K classes under ``label`` (``pk_batches.label_values``), the tempo label
+  binned: ``[floor(bpm / tempo_tolerance)]``, none for a NaN (unknown) or non-positive tempo."""
+  if label != TEMPO:
+    return pk_batches.label_values(label, records, tag_groups)
+  bpm = np.asarray(records[label], np.float64).reshape(-1)
+  known = np.isfinite(bpm) & (bpm > 0)
+  bins = np.floor(np.where(known, bpm, 0.0) / tempo_tolerance).astype(np.int64)
+  return [np.asarray([b] if k else [], np.int64) for b, k in zip(bins, known)]
+
+
+def class_tables(source, labels: tuple, tag_groups: dict,
+                 tempo_tolerance: float) -> tuple:
+  """One ``pk_batches.ClassTable`` per label from one pass over ``source`` (tempo binned)."""
+  records = pk_batches.read_label_records(source, pk_batches.label_fields(labels))
+  return tuple(pk_batches.build_class_table(
+      lab, label_classes(lab, records, tag_groups, tempo_tolerance)) for lab in labels)
+
+
 @functools.lru_cache(maxsize=8)
-def _train_tables(dataset_dir: str, split: str, labels: tuple, tag_groups_json: str):
+def _train_tables(dataset_dir: str, split: str, labels: tuple, tag_groups_json: str,
+                  tempo_tolerance: float):
   """Class tables of a prepared split, computed once per process (one pass over the split)."""
   from musicrep_jax.data.shards import ShardSource
 
-  return pk_batches.class_tables(ShardSource(dataset_dir, split), labels,
-                                     json.loads(tag_groups_json))
+  return class_tables(ShardSource(dataset_dir, split), labels, json.loads(tag_groups_json),
+                      tempo_tolerance)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +128,11 @@ class MetricLearningTask(Task):
     eval_labels: labels evaluated on held-out clips.
     classes_per_batch, samples_per_class: ``P`` and ``K`` per block (triplet approach).
     margin, metric, mining, reduction: the triplet hinge (``losses.triplet_loss``); paper 13:
-      0.1, Euclidean on unit vectors, mean; ``mining="all"`` (every triplet of the batch) is a
-      choice: the paper draws random triplets (papers.md 14.4).
+      margin 0.1, Euclidean distance on unit vectors, averaged over its random triplets.
+      ``mining="all"`` (every valid triplet of each P x K block, "batch-all") is our choice;
+      the paper draws random triplets and mines nothing (papers.md 14.4).
+    tempo_tolerance: BPM within which two clips are similar under the ``"tempo_bpm"`` label
+      (paper 13: 5); also the width of its P x K class bins.
     negatives: > 0 selects paper 4's explicit negatives (see module docstring).
     track_weight: paper 13's lambda for the track-triplet block (0 = none).
     normalize: L2-normalise the embedding before the loss and the head (paper 14's "L2 norm").
@@ -121,6 +155,7 @@ class MetricLearningTask(Task):
   reduction: str = "mean"
   negatives: int = 0
   track_weight: float = 0.0
+  tempo_tolerance: float = 5.0
   normalize: bool = True
   mask_l1: float = 0.0
   max_overlap: float = 0.5
@@ -135,7 +170,13 @@ class MetricLearningTask(Task):
                       f"{APPROACHES}.")
     if not self.labels:
       raise UserError("config.task.kwargs.labels is empty; name at least one label.")
+    if self.tempo_tolerance <= 0:
+      raise UserError(f"config.task.kwargs.tempo_tolerance={self.tempo_tolerance} must be "
+                      "positive (BPM; paper 13: 5).")
     if self.approach != "triplet":
+      if TEMPO in self.labels:
+        raise UserError(f"the {TEMPO!r} label (tempo within {self.tempo_tolerance:g} BPM) "
+                        "needs approach='triplet'; a head classifies tags or class ids.")
       if self.track_weight or self.negatives:
         raise UserError("track_weight and negatives only apply to approach='triplet'.")
       tags = [is_tag_label(lab) for lab in self.labels]
@@ -168,6 +209,10 @@ class MetricLearningTask(Task):
   def blocks(self) -> tuple:
     """Labels of the P x K blocks: ``labels``, then the track-regularisation block if any."""
     return self.labels + ((TRACK,) if self.track_weight else ())
+
+  def tolerance(self, label: str) -> Optional[float]:
+    """``tempo_tolerance`` for the tempo label (its values match within it), else None."""
+    return float(self.tempo_tolerance) if label == TEMPO else None
 
   @property
   def int_head(self) -> bool:
@@ -211,7 +256,8 @@ class MetricLearningTask(Task):
 
   def _tables(self, shards, labels: tuple):
     return _train_tables(str(shards.dataset_dir), self.train_split, tuple(labels),
-                         json.dumps(shards.tag_groups, sort_keys=True))
+                         json.dumps(shards.tag_groups, sort_keys=True),
+                         float(self.tempo_tolerance))
 
   # --- Data ------------------------------------------------------------------------------------
   def train_iterator(self, source, *, crop_length: int, global_batch_size: int, seed: int,
@@ -222,6 +268,8 @@ class MetricLearningTask(Task):
                                     num_workers=num_workers)
     data = self.data
     tables = data.tables if getattr(source, "split", None) == self.train_split else None
+    if tables is None:  # Built here rather than by pk_batches, which has no tempo bins.
+      tables = class_tables(source, self.blocks, data.tag_groups, self.tempo_tolerance)
     return pk_batches.pk_iterator(
         source, labels=self.blocks, classes_per_batch=self.classes_per_batch,
         samples_per_class=self.samples_per_class, crop_length=crop_length,
@@ -231,9 +279,10 @@ class MetricLearningTask(Task):
 
   # --- Losses --------------------------------------------------------------------------------
   def _labels_of(self, label: str, batch: dict, rows=slice(None)):
-    """Training labels of ``rows`` for ``label``: int ids ``[n]`` or multi-hot ``[n, C]``.
-    Tag labels use the clip's tags of the label's columns (positives share one tag), so a
-    multi-label group (instruments) treats two clips sharing any instrument as similar."""
+    """Training labels of ``rows`` for ``label``: int ids ``[n]``, multi-hot ``[n, C]`` or
+    float BPM ``[n]`` (tempo). Tag labels use the clip's tags of the label's columns (positives
+    share one tag), so a multi-label group (instruments) treats two clips sharing any
+    instrument as similar."""
     if is_tag_label(label):
       return batch["tags"][rows][:, self.data.tag_columns[label]]
     return batch[label][rows]
@@ -251,7 +300,7 @@ class MetricLearningTask(Task):
     track-regularisation block (paper 13's lambda)."""
     return 1.0 / len(self.labels) if block < len(self.labels) else self.track_weight
 
-  def _siamese(self, x, labels):
+  def _siamese(self, x, labels, tolerance=None):
     """Paper 4's hinge: anchor = every row, positive = the next row of its slot, negatives =
     the same row of the next ``negatives`` slots (not matching the anchor's label)."""
     p, k = self.classes_per_batch, self.samples_per_class
@@ -259,7 +308,7 @@ class MetricLearningTask(Task):
     pos = np.roll(idx, -1, axis=1).reshape(-1)
     neg = np.stack([np.roll(idx, -j, axis=0) for j in range(1, self.negatives + 1)],
                    -1).reshape(p * k, self.negatives)
-    match = label_match(labels, labels)
+    match = label_match(labels, labels, tolerance=tolerance)
     neg_valid = ~jnp.take_along_axis(match, jnp.asarray(neg), axis=1)
     return triplet_margin_loss(x, x[pos], x[neg], margin=self.margin, metric=self.metric,
                                negative_valid=neg_valid, reduction=self.reduction)
@@ -275,11 +324,13 @@ class MetricLearningTask(Task):
       rows = slice(b * n, (b + 1) * n)
       x = self.space(outputs["embedding"][rows], outputs.get("masks"), b)
       labels = self._labels_of(label, batch, rows)
+      tolerance = self.tolerance(label)
       if self.negatives:
-        block_loss, block_stats = self._siamese(x, labels)
+        block_loss, block_stats = self._siamese(x, labels, tolerance)
       else:
         block_loss, block_stats = triplet_loss(x, labels, margin=self.margin, mining=self.mining,
-                                               metric=self.metric, reduction=self.reduction)
+                                               metric=self.metric, reduction=self.reduction,
+                                               tolerance=tolerance)
       total = total + self.block_weight(b) * block_loss
       for k in stats:
         stats[k] = stats[k] + block_stats[k] / len(self.blocks)
