@@ -85,7 +85,8 @@ def get_config(arg=None):
   c.selection = dict(scales="all", levels=levels)
   c.classifier = dict(hidden_units=(512, 512), dropout_rate=0.5, learning_rate=1e-3,
                       weight_decay=0.0, batch_size=64, max_epochs=200, patience=20,
-                      standardize="per_dim", trials=1, seed=0)
+                      standardize="per_dim", trials=1, seed=0, output="sigmoid",
+                      optimizer="adam", momentum=0.9, lr_decay=0.0)
   c.sweep = True
   # Transfer: stages 2-3 on --target-data-dir, or (runlocal) on the embedded corpus rendered
   # with target_synthetic_seed (-1: none).

@@ -33,6 +33,15 @@ are 16 kHz), one-hot ``tags`` over the classes (``metadata["single_label"] = Tru
 ``track`` -1. Clips shorter than 1 s are stored as they are; the input pipeline zero-pads them
 at the end (the journal code repeats samples with ``np.repeat`` instead, papers.md 7.2).
 ``min_seconds`` defaults to 0 so that no utterance is dropped for being short.
+
+Counts (``expected_counts="paper"``, the default): a copy of **v0.02** (recognised by any of the
+five words v0.01 lacks: ``V2_ONLY_WORDS``) is checked, right after probing and before any
+decoding, against the official split of 105,829 utterances: **84,843 / 9,981 / 11,005**
+(papers.md 1.1; ``V2_COUNTS``); with ``classes="12"`` the silence chunks of each split are added
+to it. A mismatch (a partial or damaged copy) is a ``UserError`` naming each split, or a warning
+in the report with ``strict_counts=False`` (``--allow-count-mismatch``). A v0.01 copy is not
+checked (the papers' counts are v0.02's); a dict checks those counts (tests use miniature
+copies), None nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +67,9 @@ COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go
 SILENCE, UNKNOWN = "_silence_", "_unknown_"
 CLASS_SETS = ("all", "12")
 SILENCE_SPLIT_PERCENT = (80, 10, 10)  # train / validation / test of the silence chunks.
+# The official v0.02 split of its 105,829 word utterances (papers.md 1.1).
+V2_COUNTS = {"train": 84843, "validation": 9981, "test": 11005}
+V2_ONLY_WORDS = ("backward", "follow", "forward", "learn", "visual")  # Not in v0.01.
 LAYOUT_HINT = (f"a Speech Commands folder holds one folder per word, {VALIDATION_LIST} and "
                f"{TESTING_LIST} (point --manual-dir at the folder the archive unpacked into).")
 
@@ -165,6 +177,19 @@ def read_speech_commands(manual_dir: str, classes: str = "all") -> Manifest:
                   split_rule=f"official {VALIDATION_LIST} / {TESTING_LIST}", source=root)
 
 
+def paper_counts(manifest: Manifest) -> dict | None:
+  """The usable files per split of a complete copy: ``V2_COUNTS`` (plus the manifest's silence
+  chunks per split) for a v0.02 copy, None (unchecked) for v0.01."""
+  words = {row.path.split("/")[0] for row in manifest.rows}
+  if not words & set(V2_ONLY_WORDS):
+    return None
+  counts = dict(V2_COUNTS)
+  for row in manifest.rows:
+    if "#" in row.path:  # A silence chunk (classes="12").
+      counts[row.split] += 1
+  return counts
+
+
 @functools.lru_cache(maxsize=8)
 def _decoded_background(path: str, sample_rate: int) -> np.ndarray:
   """A whole background-noise file, decoded once per build (float32 [samples])."""
@@ -179,17 +204,23 @@ class SpeechCommands(ManifestBuilder, skip_registration=True):
   RELEASE_NOTES = {"1.0.0": "First version."}
 
   def __init__(self, *, manual_dir: str, classes: str = "all", sample_rate: int = 22050,
-               min_seconds: float = 0.0, **kwargs):
-    """Reads the layout now (``UserError`` on problems); ``kwargs`` go to ``ManifestBuilder``."""
+               min_seconds: float = 0.0,
+               expected_counts: dict | str | None = layouts.PAPER_COUNTS,
+               strict_counts: bool = True, **kwargs):
+    """Reads the layout now (``UserError`` on problems); ``expected_counts`` and
+    ``strict_counts`` as in the module docstring; ``kwargs`` go to ``ManifestBuilder``."""
     manifest = read_speech_commands(manual_dir, classes)
     words = word_folders(manifest.source)
+    if expected_counts == layouts.PAPER_COUNTS:
+      expected_counts = paper_counts(manifest)
     super().__init__(
         manifest=manifest, sample_rate=sample_rate, min_seconds=min_seconds,
         description=f"Speech Commands from {manifest.source}, classes={classes!r}.",
         metadata=dict(builder="speech_commands", manual_dir=manifest.source, classes=classes,
                       words=words, single_label=True,
-                      background_noise="silence class" if classes == "12" else "excluded"),
-        **kwargs)
+                      background_noise="silence class" if classes == "12" else "excluded",
+                      expected_counts=dict(expected_counts or {})),
+        expected_counts=expected_counts, strict_counts=strict_counts, **kwargs)
     speakers = manifest.id_names["artist"]
     crossing = keys_in_several_splits(
         (speakers[r.artist], r.split) for r in manifest.rows if r.artist >= 0)
@@ -212,13 +243,17 @@ class SpeechCommands(ManifestBuilder, skip_registration=True):
 
 def prepare_speech_commands(out_dir: str, *, manual_dir: str, classes: str = "all",
                             sample_rate: int = 22050, min_seconds: float = 0.0,
-                            overwrite: bool = False, workers: int | None = None,
-                            progress: bool = True) -> dict:
+                            expected_counts: dict | str | None = layouts.PAPER_COUNTS,
+                            strict_counts: bool = True, overwrite: bool = False,
+                            workers: int | None = None, progress: bool = True) -> dict:
   """Builds the shards into ``out_dir`` (``out_dir/musicrep_speech_commands/1.0.0``) and returns
-  the prepare report. The layout is read before ``out_dir`` is touched."""
+  the prepare report. The layout is read before ``out_dir`` is touched; the split sizes are
+  checked before decoding (module docstring; ``strict_counts=False`` warns instead)."""
   params = dict(manual_dir=os.path.abspath(manual_dir), classes=classes,
                 sample_rate=sample_rate, min_seconds=min_seconds)
   read_speech_commands(manual_dir, classes)
   return prepare.prepare_manifest(
-      out_dir, SpeechCommands, kind="speech_commands", params=params,
-      builder_kwargs=dict(params, workers=workers, progress=progress), overwrite=overwrite)
+      out_dir, SpeechCommands, kind="speech_commands",
+      params=dict(params, strict_counts=strict_counts),
+      builder_kwargs=dict(params, expected_counts=expected_counts, strict_counts=strict_counts,
+                          workers=workers, progress=progress), overwrite=overwrite)

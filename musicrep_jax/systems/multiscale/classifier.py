@@ -1,13 +1,17 @@
 """Stage 3 of multi-level, multi-scale feature aggregation (papers 2 and 3; papers.md 3.1, 4.1):
-a fully-connected classifier on the clip-level features ``feature_extraction`` wrote.
+a fully-connected classifier on the clip-level features ``feature_extraction`` wrote; also the
+downstream classifier of the transfer protocols (papers 2, 4, 11; ``systems/transfer.py``).
 
 Choose levels and scales (columns of the features, ``select_columns``), standardise with the
 training split's statistics, train ``AggregateMLP`` (papers.md 3.1: "fc1 -> fc2 -> sigmoid(50)")
-with sigmoid binary cross-entropy, select the epoch by validation loss (the papers' selection
-rule, papers.md 1.4) and report clip-level macro ROC-AUC / PR-AUC on the test split with
-``musicrep_jax.ops.metrics``. ``sweep_selections`` lists the comparisons of the papers' tables:
-every single level of every scale, each scale's levels together (multi-level), the last level of
-every scale (multi-scale) and everything (multi-level + multi-scale).
+with sigmoid binary cross-entropy (``output="sigmoid"``, multi-label), or a softmax
+cross-entropy (``output="softmax"``, single-label: GTZAN genres, papers.md 3.3, 5.5), select the
+epoch by validation loss (the papers' selection rule, papers.md 1.4) and report clip-level macro
+ROC-AUC / PR-AUC (``musicrep_jax.ops.metrics``), or accuracy and balanced accuracy
+(``musicrep_jax.evaluators.classification``), on the test split. ``sweep_selections`` lists the
+comparisons of the papers' tables: every single level of every scale, each scale's levels
+together (multi-level), the last level of every scale (multi-scale) and everything
+(multi-level + multi-scale).
 
 Choices where papers.md 3.2 / 4.1 are silent (``ClassifierSettings`` fields):
   * two ReLU hidden layers of 512 units, dropout 0.5 after each, a sigmoid output layer (the
@@ -16,7 +20,9 @@ Choices where papers.md 3.2 / 4.1 are silent (``ClassifierSettings`` fields):
     the MIREX code (papers.md 4.2);
   * Adam, learning rate 1e-3, minibatches of 64 reshuffled every epoch (an epoch is one jitted
     ``lax.scan``), up to 200 epochs, early stopping after 20 epochs without a lower validation
-    loss, keeping the best epoch's weights;
+    loss, keeping the best epoch's weights; ``optimizer="sgd"`` is SGD with Nesterov momentum
+    and ``lr_decay`` Keras' per-step ``lr / (1 + decay * step)`` (paper 4's
+    ``run_gtzan_dnn.py``: lr 0.01, decay 1e-6, batch 16, patience 8, no hidden layer);
   * ``trials`` independent seeds, reported as mean and standard deviation (paper 4's transfer
     protocol averages 10 trials, papers.md 5.5).
 """
@@ -34,12 +40,17 @@ import numpy as np
 import optax
 
 from musicrep_jax import config_loading
+from musicrep_jax.evaluators.classification import classification_metrics, labels_from_tags
 from musicrep_jax.systems.multiscale import features as feature_extraction
 from musicrep_jax.ops import metrics
-from musicrep_jax.ops.losses import sigmoid_cross_entropy
+from musicrep_jax.ops.losses import sigmoid_cross_entropy, softmax_cross_entropy
+from musicrep_jax.training.optimizers import keras_decay
 from musicrep_jax.errors import UserError
 
 STANDARDIZE = ("per_dim", "global", "none")
+OPTIMIZERS = ("adam", "sgd")
+# Test metrics per output: the first is the headline (mean +- std over trials).
+OUTPUT_METRICS = {"sigmoid": ("roc_auc", "pr_auc"), "softmax": ("accuracy", "balanced_accuracy")}
 Selection = Union[str, Sequence]
 
 
@@ -57,11 +68,20 @@ class ClassifierSettings:
   standardize: str = "per_dim"
   trials: int = 1
   seed: int = 0
+  output: str = "sigmoid"  # "sigmoid": multi-label BCE; "softmax": single-label cross-entropy.
+  optimizer: str = "adam"  # "adam" (AdamW with weight_decay) or "sgd" (Nesterov momentum).
+  momentum: float = 0.9  # SGD only; 0: plain SGD.
+  lr_decay: float = 0.0  # Keras per-step decay: lr / (1 + lr_decay * step).
 
   def __post_init__(self):
     if self.standardize not in STANDARDIZE:
       raise UserError(f"classifier.standardize={self.standardize!r} is not one of "
                       f"{STANDARDIZE}.")
+    if self.output not in OUTPUT_METRICS:
+      raise UserError(f"classifier.output={self.output!r} is not one of "
+                      f"{tuple(OUTPUT_METRICS)}.")
+    if self.optimizer not in OPTIMIZERS:
+      raise UserError(f"classifier.optimizer={self.optimizer!r} is not one of {OPTIMIZERS}.")
     if self.max_epochs < 1 or self.trials < 1 or self.learning_rate <= 0:
       raise UserError("classifier.max_epochs, classifier.trials and "
                       "classifier.learning_rate must be positive.")
@@ -159,14 +179,27 @@ def make_model(settings: ClassifierSettings, num_outputs: int) -> AggregateMLP:
 
 
 def make_optimizer(settings: ClassifierSettings) -> optax.GradientTransformation:
+  """Adam (AdamW when ``weight_decay``), or SGD with Nesterov momentum (a coupled L2 when
+  ``weight_decay``); the rate decays per step as Keras' ``decay`` when ``lr_decay > 0``."""
+  rate = (keras_decay(settings.learning_rate, settings.lr_decay) if settings.lr_decay
+          else settings.learning_rate)
+  if settings.optimizer == "sgd":
+    tx = optax.sgd(rate, momentum=settings.momentum or None, nesterov=settings.momentum > 0)
+    if settings.weight_decay:
+      tx = optax.chain(optax.add_decayed_weights(settings.weight_decay), tx)
+    return tx
   if settings.weight_decay:
-    return optax.adamw(settings.learning_rate, weight_decay=settings.weight_decay)
-  return optax.adam(settings.learning_rate)
+    return optax.adamw(rate, weight_decay=settings.weight_decay)
+  return optax.adam(rate)
 
 
-def _bce(settings, params, x, y, *, train=False, key=None):
+def _loss(settings, params, x, y, *, train=False, key=None):
+  """Sigmoid BCE against multi-hot ``y`` [batch, tags], or softmax cross-entropy against
+  one-hot ``y`` [batch, classes] (``settings.output``)."""
   logits = make_model(settings, y.shape[-1]).apply({"params": params}, x, train=train,
                                                    rngs={"dropout": key} if train else None)
+  if settings.output == "softmax":
+    return softmax_cross_entropy(logits, jnp.argmax(y, axis=-1))[0]
   return sigmoid_cross_entropy(logits, y)[0]
 
 
@@ -186,7 +219,7 @@ def train_epoch(params, opt_state, x, y, key, *, settings: ClassifierSettings):
   def body(carry, inputs):
     params, opt_state = carry
     rows, i = inputs
-    loss, grads = jax.value_and_grad(lambda p: _bce(
+    loss, grads = jax.value_and_grad(lambda p: _loss(
         settings, p, x[rows], y[rows], train=True, key=jax.random.fold_in(dropout_key, i)))(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), opt_state), loss
@@ -196,15 +229,25 @@ def train_epoch(params, opt_state, x, y, key, *, settings: ClassifierSettings):
   return params, opt_state, jnp.mean(losses)
 
 
+@functools.partial(jax.jit, static_argnames=("settings", "num_outputs"))
+def init_params(key, x, *, settings: ClassifierSettings, num_outputs: int):
+  """The classifier's initial parameters for inputs like ``x`` [1, dims] (jitted: one
+  compilation per shape instead of an eager, op-by-op ``init`` in every trial)."""
+  return make_model(settings, num_outputs).init(key, x)["params"]
+
+
 @functools.partial(jax.jit, static_argnames="settings")
 def eval_loss(params, x, y, *, settings: ClassifierSettings):
-  return _bce(settings, params, x, y)
+  return _loss(settings, params, x, y)
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "num_outputs"))
 def predict(params, x, *, settings: ClassifierSettings, num_outputs: int):
-  """Sigmoid scores ``[clips, num_outputs]``."""
-  return jax.nn.sigmoid(make_model(settings, num_outputs).apply({"params": params}, x))
+  """Sigmoid (or, for ``output="softmax"``, softmax) scores ``[clips, num_outputs]``."""
+  logits = make_model(settings, num_outputs).apply({"params": params}, x)
+  if settings.output == "softmax":
+    return jax.nn.softmax(logits, axis=-1)
+  return jax.nn.sigmoid(logits)
 
 
 def train_classifier(train: dict, validation: dict, settings: ClassifierSettings,
@@ -214,7 +257,8 @@ def train_classifier(train: dict, validation: dict, settings: ClassifierSettings
   from tqdm.auto import tqdm
 
   init_key, key = jax.random.split(jax.random.key(seed))
-  params = make_model(settings, train["y"].shape[1]).init(init_key, train["x"][:1])["params"]
+  params = init_params(init_key, jnp.asarray(train["x"][:1]), settings=settings,
+                       num_outputs=train["y"].shape[1])
   opt_state = make_optimizer(settings).init(params)
   x, y = jnp.asarray(train["x"]), jnp.asarray(train["y"])
   vx, vy = jnp.asarray(validation["x"]), jnp.asarray(validation["y"])
@@ -237,8 +281,12 @@ def train_classifier(train: dict, validation: dict, settings: ClassifierSettings
 
 
 def clip_metrics(settings: ClassifierSettings, params, x: np.ndarray, y: np.ndarray) -> dict:
-  """Macro ROC-AUC / PR-AUC of the sigmoid scores over the clips (papers.md 1.4)."""
+  """Macro ROC-AUC / PR-AUC of the sigmoid scores over the clips (papers.md 1.4); for
+  ``output="softmax"``, top-1 accuracy and balanced accuracy against one-hot ``y``."""
   scores = predict(params, jnp.asarray(x), settings=settings, num_outputs=y.shape[1])
+  if settings.output == "softmax":
+    return classification_metrics(np.asarray(scores), labels_from_tags(y, "the test labels"),
+                                  y.shape[1], top_k=())
   result = metrics.tagging_metrics(scores, jnp.asarray(y))
   return {k: float(v) for k, v in result.items()}
 
@@ -253,14 +301,18 @@ def run_selection(features_dir, scales: Selection = "all", levels: Selection = "
                   train_split: str = "train", eval_split: str = "validation",
                   test_split: str = "test", progress: bool = True, name: str = "") -> dict:
   """Stage 3 for one selection of scales and levels: standardise, train ``settings.trials``
-  classifiers, evaluate each on ``test_split``. Returns the mean (and std over trials) of
-  ``roc_auc`` / ``pr_auc`` with the selection, its width and the training info."""
+  classifiers, evaluate each on ``test_split``. Returns the mean (and std over trials) of the
+  ``OUTPUT_METRICS`` of ``settings.output`` (``roc_auc`` / ``pr_auc``, or ``accuracy`` /
+  ``balanced_accuracy``) with the selection, its width and the training info."""
   meta = feature_extraction.read_meta(features_dir)
   columns, labels = select_columns(meta, scales, levels)
   splits = {s: _split_xy(features_dir, s, columns) for s in (train_split, eval_split, test_split)}
   if splits[train_split]["y"].ndim != 2:
-    raise UserError(f"The labels ({meta['label_field']}) are not multi-hot [clips, tags]; the "
-                    f"aggregate classifier is for tagging.")
+    raise UserError(f"The labels ({meta['label_field']}) are not multi-hot [clips, tags] (or "
+                    f"one-hot [clips, classes] for classifier.output='softmax').")
+  if settings.output == "softmax":  # Every clip exactly one class (UserError naming a row).
+    for split, data in splits.items():
+      labels_from_tags(data["y"], f"the {split} labels ({meta['label_field']})")
   mean, std = standardizer(splits[train_split]["x"], settings.standardize)
   for data in splits.values():
     data["x"] = (data["x"] - mean) / std
@@ -274,8 +326,9 @@ def run_selection(features_dir, scales: Selection = "all", levels: Selection = "
   summary = {"name": name, "scales": scales if isinstance(scales, str) else list(scales),
              "levels": levels if isinstance(levels, str) else list(levels),
              "columns": labels, "dims": int(columns.size), "trials": trials,
-             "split": test_split, "clips": int(splits[test_split]["x"].shape[0])}
-  for key in ("roc_auc", "pr_auc"):
+             "split": test_split, "clips": int(splits[test_split]["x"].shape[0]),
+             "output": settings.output}
+  for key in OUTPUT_METRICS[settings.output]:
     values = np.array([t[f"{test_split}_{key}"] for t in trials])
     summary[key], summary[f"{key}_std"] = float(values.mean()), float(values.std())
   summary["val_loss"] = float(np.mean([t["val_loss"] for t in trials]))
@@ -311,10 +364,14 @@ def run_table(features_dir, config, *, sweep: bool, progress: bool = True) -> di
 
 
 def format_table(rows: Sequence[dict]) -> str:
-  """A Markdown table of ``run_selection`` results."""
-  lines = ["| features | dims | ROC-AUC | PR-AUC | val loss |", "| --- | --- | --- | --- | --- |"]
+  """A Markdown table of ``run_selection`` results (all of one ``output``)."""
+  first, second = OUTPUT_METRICS[rows[0].get("output", "sigmoid")]
+  titles = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "accuracy": "accuracy",
+            "balanced_accuracy": "balanced accuracy"}
+  lines = [f"| features | dims | {titles[first]} | {titles[second]} | val loss |",
+           "| --- | --- | --- | --- | --- |"]
   for r in rows:
-    spread = f" ± {r['roc_auc_std']:.4f}" if len(r["trials"]) > 1 else ""
-    lines.append(f"| {r['name']} | {r['dims']} | {r['roc_auc']:.4f}{spread} | "
-                 f"{r['pr_auc']:.4f} | {r['val_loss']:.4f} |")
+    spread = f" ± {r[first + '_std']:.4f}" if len(r["trials"]) > 1 else ""
+    lines.append(f"| {r['name']} | {r['dims']} | {r[first]:.4f}{spread} | "
+                 f"{r[second]:.4f} | {r['val_loss']:.4f} |")
   return "\n".join(lines)

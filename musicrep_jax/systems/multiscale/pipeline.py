@@ -91,14 +91,15 @@ def target_shards(config, extractor_config, data_dir: Optional[str],
 
 def report(results: dict, out: storage.AnyPath) -> dict:
   """Writes ``results`` to ``out``, prints the table; the selected row's summary for the CLI."""
-  from musicrep_jax.systems.multiscale.classifier import format_table
+  from musicrep_jax.systems.multiscale.classifier import OUTPUT_METRICS, format_table
 
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(results, indent=2))
   print(format_table(results["rows"]))
   print(f"Results: {out}")
   selected = results["selected"]
-  return {k: selected[k] for k in ("roc_auc", "pr_auc", "roc_auc_std", "dims", "clips",
+  first, second = OUTPUT_METRICS[selected.get("output", "sigmoid")]
+  return {k: selected[k] for k in (first, second, f"{first}_std", "dims", "clips",
                                    "split")} | {"results": str(out)}
 
 
