@@ -159,6 +159,8 @@ def sample_triplets(labels, num: int, seed: int, *, tolerance: Optional[float] =
   known = label_known(labels, tolerance)
   if valid is not None:
     known = known & np.asarray(valid, bool)
+  if labels.ndim == 1 and tolerance is None and np.issubdtype(labels.dtype, np.integer):
+    return _sample_id_triplets(labels, known, num, seed)
   rows_per_block = max(1, block_rows // max(n, 1))
 
   def masks(rows):
@@ -187,3 +189,30 @@ def sample_triplets(labels, num: int, seed: int, *, tolerance: Optional[float] =
       k = np.floor(picks[s, column - 1] * cum[:, -1]).astype(np.int64)
       out[s, column] = np.argmax(cum > k[:, None], axis=1)
   return out
+
+
+def _sample_id_triplets(labels: np.ndarray, known: np.ndarray, num: int, seed: int) -> np.ndarray:
+  """``sample_triplets`` for int ids ``[N]`` without the ``[N, N]`` comparison: rows sorted by
+  id, so a row's positives are the other rows of its id's run and its negatives every usable
+  row outside the run. ``known`` bool ``[N]``: the usable rows."""
+  rows = np.flatnonzero(known)
+  ids = labels[rows]
+  order = np.argsort(ids, kind="stable")
+  rows, ids = rows[order], ids[order]  # Usable rows grouped by id.
+  _, first, inverse, count = np.unique(ids, return_index=True, return_inverse=True,
+                                       return_counts=True)
+  start, size = first[inverse], count[inverse]  # Per sorted row: its run.
+  eligible = (size >= 2) & (size < len(rows))
+  if not eligible.any():
+    raise ValueError("no row has both a matching and a non-matching row; cannot sample triplets")
+  rng = np.random.default_rng(seed)
+  anchors = rng.choice(np.flatnonzero(eligible), size=num)
+  picks = rng.random((num, 2))
+  a_start, a_size = start[anchors], size[anchors]
+  # Positive: one of the run's other a_size - 1 rows (skip the anchor's own position).
+  k = np.floor(picks[:, 0] * (a_size - 1)).astype(np.int64)
+  pos = a_start + k + (a_start + k >= anchors)
+  # Negative: one of the len(rows) - a_size rows outside the run (skip the run).
+  k = np.floor(picks[:, 1] * (len(rows) - a_size)).astype(np.int64)
+  neg = k + np.where(k >= a_start, a_size, 0)
+  return np.stack([rows[anchors], rows[pos], rows[neg]], axis=1).astype(np.int64)

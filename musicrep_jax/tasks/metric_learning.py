@@ -138,7 +138,9 @@ class MetricLearningTask(Task):
     normalize: L2-normalise the embedding before the loss and the head (paper 14's "L2 norm").
     mask_l1: L1 penalty on the masks (learned masks, CSN).
     max_overlap: of two crops of one clip in a P x K slot (paper 13: 0.5).
-    eval_triplets: triplets per label at evaluation; retrieval_ks: cut-offs (paper 14: 1,2,4,8).
+    eval_triplets: triplets per label at evaluation (papers 13-14: 40,000);
+    eval_track_triplets: track triplets at evaluation (None: ``eval_triplets``; paper 13: 40,000);
+    retrieval_ks: cut-offs (paper 14: 1,2,4,8).
     train_split: where the P x K class tables and the class count come from.
   """
 
@@ -159,7 +161,8 @@ class MetricLearningTask(Task):
   normalize: bool = True
   mask_l1: float = 0.0
   max_overlap: float = 0.5
-  eval_triplets: int = 2000
+  eval_triplets: int = 40_000
+  eval_track_triplets: Optional[int] = None
   retrieval_ks: tuple = (1, 2, 4, 8)
   train_split: str = "train"
   default_evals = ("retrieval",)

@@ -28,6 +28,8 @@ SHRINK = {
                    "--config.classifier.trials=1",
                    *(f"--config.extractors.frames{n}.{key}=2" for n in (18, 27, 54)
                      for key in ("num_train_steps", "eval_every", "checkpoint_every"))],
+    "mfcc_vq": ["--config.codebook.size=8", "--config.codebook.frames=2000",
+                "--config.codebook.iterations=2", "--config.task.eval_triplets=100"],
     "ivector": ["--config.ubm.num_components=8", "--config.ubm.num_iterations=2",
                 "--config.ubm.iterations_per_split=1", "--config.tv.ivector_dim=8",
                 "--config.tv.num_iterations=2", "--config.num_train_steps=2",
