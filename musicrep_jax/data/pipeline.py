@@ -1,4 +1,5 @@
-"""Input pipelines: random-crop training batches (Grain) and segmented evaluation batches.
+"""Input pipelines: training batches (Grain; random crops or the segment grid) and segmented
+evaluation batches.
 
 Both read any random-access *source*: an object with ``__len__`` and ``__getitem__(i) -> dict``
 of numpy values in the :mod:`musicrep_jax.data.schema` record format (in production a TFDS
@@ -7,21 +8,31 @@ Grain worker processes are used (they are started with ``spawn``).
 
 Training (:func:`train_iterator`)
 ---------------------------------
+A training *unit* is a window of a clip; :class:`TrainSegments` (``config.data.train_segments``)
+says which. ``"random"``: ``S = 1`` unit per clip, a window drawn uniformly anew at each visit.
+``"grid"``: ``S = segments_per_clip`` units per clip, the fixed windows of
+:func:`segment_starts` (the evaluation segments; papers 1, 5, 6: 10 back-to-back 59,049-sample
+segments of each MTAT clip, papers.md 1.2, 2.4, 6.1, 7.2), so an epoch is ``N x S`` units
+as the papers count it.
+
 The *global stream* is an infinite sequence of elements ``g = 0, 1, 2, ...``: element ``g``
-is clip ``perm_e[g % N]`` of the source (``N = len(source)``, ``e = g // N``) with a random
-crop drawn from ``(seed, g)`` (a counter-based hash, :func:`uniform_from_counter`). ``perm_e``
-is a numpy permutation seeded with ``(seed, e)``, so every epoch is a new permutation and every
-block ``[e * N, (e + 1) * N)`` of the stream holds each clip exactly once. Epochs are counted in
-samples: nothing is dropped at an epoch end and a batch may span two epochs. A batch is built
-whole by :class:`TrainBatches` (one vectorized index, crop and conversion step per batch; per-
-element Grain transforms cost ~60 us per example, more than reading a cached clip).
+is unit ``u = perm_e[g % (N * S)]`` (``N = len(source)``, ``e = g // (N * S)``), i.e. clip
+``u // S`` and grid segment ``u % S``; in ``"random"`` mode its crop is drawn from ``(seed, g)``
+(a counter-based hash, :func:`uniform_from_counter`). ``perm_e`` is a numpy permutation of the
+``N * S`` units seeded with ``(seed, e)``, so every epoch is a new permutation and every block
+``[e * N * S, (e + 1) * N * S)`` of the stream holds each (clip, segment) exactly once. (The
+papers' code shuffles segments within 37 partitions of the training list for memory reasons;
+here the permutation is global.) Epochs are counted in samples: nothing is dropped at an epoch
+end and a batch may span two epochs. A batch is built whole by :class:`TrainBatches` (one
+vectorized index, crop and conversion step per batch; per-element Grain transforms cost ~60 us
+per example, more than reading a cached clip).
 
 Process ``p`` of ``P`` reads contiguous blocks of ``L = B / P`` elements (``B`` = global batch
 size): its batch for global step ``s`` is elements ``[s * B + p * L, s * B + (p + 1) * L)``. So
 global step ``s`` consists of exactly the elements ``[s * B, (s + 1) * B)``, in the same row
 order as on one process (row-dependent ops such as dropout masks then match across ``P``).
-The stream does not depend on ``P`` nor on the number of Grain workers, only on ``seed``
-and the source.
+The stream does not depend on ``P`` nor on the number of Grain workers, only on ``seed``,
+the :class:`TrainSegments` and the source; resuming from a global step gives the same stream.
 
 Evaluation (:func:`eval_batches`)
 ---------------------------------
@@ -32,6 +43,7 @@ with rows whose ``segment_valid`` is False.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -42,6 +54,7 @@ from musicrep_jax.errors import UserError
 from musicrep_jax.data.schema import pcm16_to_float
 
 PLACEMENTS = ("start", "even")
+TRAIN_SEGMENTS = ("random", "grid")  # config.data.train_segments
 _SHUFFLE_STREAM = 0  # Sub-streams of the user seed (numpy SeedSequence entropy).
 _CROP_STREAM = 1
 _ENDLESS = 2 ** 62  # Length of the "infinite" training datasets (global steps).
@@ -148,12 +161,30 @@ def segment_starts(num_samples: int, segment_length: int, segments_per_clip: int
   n))``, so the first segment starts the clip and the last one ends it. A clip shorter than
   ``L`` gives ``n`` zero starts (every segment is the whole clip, zero-padded).
   """
+  return grid_starts(np.full([segments_per_clip], num_samples, np.int64),
+                     np.arange(segments_per_clip, dtype=np.int64), segment_length,
+                     segments_per_clip, placement)
+
+
+def grid_starts(num_samples: np.ndarray, segment_index: np.ndarray, segment_length: int,
+                segments_per_clip: int, placement: str) -> np.ndarray:
+  """Vectorized :func:`segment_starts`: the start of segment ``segment_index[i]`` of a clip of
+  ``num_samples[i]`` samples -> int64 ``[n]`` (both inputs int ``[n]``; one batch of the
+  training grid in one step)."""
   if placement not in PLACEMENTS:
     raise UserError(f"placement={placement!r} is not one of {PLACEMENTS}.")
-  if placement == "start" and num_samples >= segments_per_clip * segment_length:
-    return np.arange(segments_per_clip, dtype=np.int64) * segment_length
-  last = max(num_samples - segment_length, 0)
-  return np.round(np.linspace(0, last, segments_per_clip)).astype(np.int64)
+  num_samples = np.asarray(num_samples, np.int64)
+  k = np.asarray(segment_index, np.int64)
+  last = np.maximum(num_samples - segment_length, 0)
+  # np.linspace(0, last, S)[k] as numpy computes it: k * (last / (S - 1)), the endpoint set to
+  # exactly ``last`` when S > 1; [0] when S == 1.
+  step = last / max(segments_per_clip - 1, 1)
+  endpoint = (k == segments_per_clip - 1) & (segments_per_clip > 1)
+  even = np.where(endpoint, last, np.round(k * step)).astype(np.int64)
+  if placement == "start":
+    back_to_back = num_samples >= segments_per_clip * segment_length
+    return np.where(back_to_back, k * segment_length, even)
+  return even
 
 
 def _mono_audio(record: Mapping[str, Any]) -> np.ndarray:
@@ -184,6 +215,50 @@ def _check_source(source: Any, fields: tuple[str, ...]) -> Mapping[str, Any]:
 # ------------------------------------------------------------------------------------ training
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainSegments:
+  """Which windows of a clip the training stream visits (``config.data.train_segments``).
+
+  ``mode="random"`` (default): one unit per clip per epoch, a window drawn uniformly at each
+  visit (an epoch is ``N`` windows). ``mode="grid"``: the papers' fixed grid (papers 1, 5, 6;
+  papers.md 1.2, 2.4, 6.1, 7.2): every clip is cut into ``segments_per_clip`` windows placed by
+  :func:`segment_starts` with ``placement`` (the evaluation segments: ``"start"`` is the papers'
+  back-to-back grid from sample 0), each visited once per epoch (an epoch is ``N x
+  segments_per_clip`` windows). The count is fixed per clip so that the epoch length is known
+  without reading every clip: a clip shorter than ``segments_per_clip`` windows gets
+  :func:`segment_starts`' fallback (evenly spaced, overlapping windows; a clip shorter than one
+  window gives ``segments_per_clip`` copies of itself zero-padded at the end), exactly as its
+  evaluation segments are cut. ``segments_per_clip`` and ``placement`` are unused in random mode.
+  Cost of the grid: a permutation of ``N x S`` int64 per epoch (MSD, 201,680 clips x 10: 16 MB,
+  ~0.1 s to draw, two kept per reading process); per batch as cheap as random crops.
+  """
+
+  mode: str = "random"
+  segments_per_clip: int = 1
+  placement: str = "start"
+
+  def __post_init__(self):
+    if self.mode not in TRAIN_SEGMENTS:
+      raise UserError(f"train_segments={self.mode!r} is not one of {TRAIN_SEGMENTS}.")
+    if self.placement not in PLACEMENTS:
+      raise UserError(f"placement={self.placement!r} (config.data.eval_placement) is not one "
+                      f"of {PLACEMENTS}.")
+    if int(self.segments_per_clip) < 1:
+      raise UserError(f"segments_per_clip must be positive, got {self.segments_per_clip}.")
+
+  @classmethod
+  def from_data_config(cls, data: Mapping[str, Any]) -> "TrainSegments":
+    """From ``config.data``: ``train_segments`` (default ``"random"``), ``segments_per_clip``
+    and ``eval_placement`` (the grid is the evaluation segments)."""
+    return cls(str(data.get("train_segments", "random")), int(data.get("segments_per_clip", 1)),
+               str(data.get("eval_placement", "start")))
+
+  @property
+  def per_clip(self) -> int:
+    """Units per clip in an epoch: ``segments_per_clip`` on the grid, 1 for random crops."""
+    return int(self.segments_per_clip) if self.mode == "grid" else 1
+
+
 def uniform_from_counter(key: int, counters: np.ndarray) -> np.ndarray:
   """float64 ``[n]`` uniform in [0, 1): splitmix64 of ``counters * golden + key`` (a counter-based
   generator: the draw for counter ``g`` depends only on ``key`` and ``g``, vectorized)."""
@@ -200,19 +275,23 @@ class TrainBatches:
   workers) and safe to call from Grain's reading threads; keeps the permutations of the last two
   epochs it used.
 
-  Batch: ``audio`` float32 ``[local_batch, crop_length, 1]`` in [-1, 1), a uniformly drawn
-  window of each clip (clips shorter than ``crop_length`` zero-padded at the end), ``clip_id``
-  int64 ``[local_batch]``, each of ``fields`` stacked by :func:`convert_field`.
+  Batch: ``audio`` float32 ``[local_batch, crop_length, 1]`` in [-1, 1), one window of each
+  element's clip: uniformly drawn (``segments.mode == "random"``) or its grid segment
+  (``"grid"``); clips shorter than ``crop_length`` zero-padded at the end. ``clip_id`` int64
+  ``[local_batch]``, each of ``fields`` stacked by :func:`convert_field`.
   """
 
   def __init__(self, source: Any, *, crop_length: int, global_batch_size: int, seed: int,
-               fields: tuple[str, ...], process_index: int, process_count: int):
+               fields: tuple[str, ...], process_index: int, process_count: int,
+               segments: TrainSegments = TrainSegments()):
     self.source, self.crop_length, self.seed, self.fields = (source, int(crop_length),
                                                              int(seed), tuple(fields))
+    self.segments = segments
     self.global_batch_size = int(global_batch_size)
     self.local_batch = local_batch_size(global_batch_size, process_count)
     self.offset = process_index * self.local_batch
     self.num_records = len(source)
+    self.epoch_length = self.num_records * segments.per_clip  # Units per epoch.
     self._crop_key = int(np.random.SeedSequence((self.seed, _CROP_STREAM)).generate_state(
         1, np.uint64)[0])
     self._orders: dict[int, np.ndarray] = {}
@@ -225,12 +304,13 @@ class TrainBatches:
     self.__dict__.update(state, _orders={}, _lock=threading.Lock())
 
   def epoch_order(self, epoch: int) -> np.ndarray:
-    """int64 ``[N]``: the record at each position of epoch ``epoch`` (``perm_e``)."""
+    """int64 ``[N * S]``: the unit (``clip * S + segment``) at each position of epoch ``epoch``
+    (``perm_e``; ``S = 1`` for random crops, so units are clips)."""
     with self._lock:
       order = self._orders.get(epoch)
       if order is None:
         order = np.random.default_rng((self.seed, _SHUFFLE_STREAM, epoch)).permutation(
-            self.num_records)
+            self.epoch_length)
         if len(self._orders) >= 2:
           self._orders.pop(min(self._orders))
         self._orders[epoch] = order
@@ -241,21 +321,31 @@ class TrainBatches:
     first = int(step) * self.global_batch_size + self.offset
     return np.arange(first, first + self.local_batch, dtype=np.int64)
 
-  def records(self, elements: np.ndarray) -> np.ndarray:
-    """int64 record index of each global-stream element."""
-    epochs, positions = np.divmod(elements, self.num_records)
+  def units(self, elements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(record index, grid segment index)`` of each global-stream element, int64 each
+    (the segment is 0 for random crops)."""
+    epochs, positions = np.divmod(elements, self.epoch_length)
     out = np.empty_like(elements)
     for epoch in np.unique(epochs):
       rows = epochs == epoch
       out[rows] = self.epoch_order(int(epoch))[positions[rows]]
-    return out
+    return np.divmod(out, self.segments.per_clip)
+
+  def starts(self, elements: np.ndarray, segments: np.ndarray,
+             lengths: np.ndarray) -> np.ndarray:
+    """int64 window start of each element (clips of ``lengths`` samples)."""
+    if self.segments.mode == "random":
+      spans = np.maximum(lengths - self.crop_length, 0) + 1
+      return np.floor(uniform_from_counter(self._crop_key, elements) * spans).astype(np.int64)
+    return grid_starts(lengths, segments, self.crop_length, self.segments.per_clip,
+                       self.segments.placement)
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
     g = self.elements(step)
-    records = [self.source[int(i)] for i in self.records(g)]
+    record_indices, segments = self.units(g)
+    records = [self.source[int(i)] for i in record_indices]
     audio = [_mono_audio(r) for r in records]
-    spans = np.maximum(np.array([a.shape[0] for a in audio]) - self.crop_length, 0) + 1
-    starts = np.floor(uniform_from_counter(self._crop_key, g) * spans).astype(np.int64)
+    starts = self.starts(g, segments, np.array([a.shape[0] for a in audio], np.int64))
     pcm = np.stack([window(a, int(s), self.crop_length) for a, s in zip(audio, starts)])
     batch = {"audio": pcm16_to_float(pcm)[..., None],
              "clip_id": np.array([r["clip_id"] for r in records], np.int64)}
@@ -293,13 +383,15 @@ def _ensure_absl_flags_parsed() -> None:
 
 def train_dataset(source: Any, *, crop_length: int, global_batch_size: int, seed: int,
                   fields: Sequence[str] = ("tags",), process_index: int | None = None,
-                  process_count: int | None = None) -> grain.MapDataset:
+                  process_count: int | None = None,
+                  segments: TrainSegments = TrainSegments()) -> grain.MapDataset:
   """This process's infinite ``MapDataset`` of training batches (item ``s`` = global step ``s``).
 
-  source -> shuffle (new permutation each epoch) -> repeat forever -> crop element ``g`` with
-  rng ``(seed, g)`` -> batches of ``B = global_batch_size // process_count`` consecutive
-  elements -> every ``process_count``-th batch from ``process_index`` (contiguous blocks). See the module docstring for the stream's
-  exactly-once property. Batch shapes are those of :func:`train_iterator`.
+  units (clips, or (clip, grid segment) pairs) -> shuffle (new permutation each epoch) -> repeat
+  forever -> window of element ``g`` (random: rng ``(seed, g)``; grid: its segment) -> batches
+  of ``B = global_batch_size // process_count`` consecutive elements -> process
+  ``process_index``'s contiguous block of each global step. See the module docstring for the
+  stream's exactly-once property. Batch shapes are those of :func:`train_iterator`.
   """
   process_index, process_count = resolve_processes(process_index, process_count)
   local_batch_size(global_batch_size, process_count)  # Checks that it divides.
@@ -309,9 +401,11 @@ def train_dataset(source: Any, *, crop_length: int, global_batch_size: int, seed
   _check_source(source, fields)
   if seed < 0:
     raise UserError(f"seed must be a non-negative integer, got {seed}.")
+  if not isinstance(segments, TrainSegments):
+    raise TypeError(f"segments must be a TrainSegments, got {type(segments).__name__}.")
   batches = TrainBatches(source, crop_length=crop_length, global_batch_size=global_batch_size,
                          seed=seed, fields=fields, process_index=process_index,
-                         process_count=process_count)
+                         process_count=process_count, segments=segments)
   return grain.MapDataset.range(_ENDLESS).map(batches)
 
 
@@ -332,7 +426,8 @@ def train_iterator(source: Any, *, crop_length: int, global_batch_size: int, see
                    fields: Sequence[str] = ("tags",), process_index: int | None = None,
                    process_count: int | None = None, num_workers: int = 0,
                    worker_buffer_size: int = 2, read_threads: int = 4,
-                   read_buffer_size: int = 8, start_step: int = 0) -> grain.DatasetIterator:
+                   read_buffer_size: int = 8, start_step: int = 0,
+                   segments: TrainSegments = TrainSegments()) -> grain.DatasetIterator:
   """An endless iterator of this process's training batches (dict of numpy).
 
   Batch: ``audio`` float32 [local_batch, crop_length, 1] (``[batch, time, channels]``, clips
@@ -342,8 +437,9 @@ def train_iterator(source: Any, *, crop_length: int, global_batch_size: int, see
   process_count`` (a :class:`UserError` if it does not divide).
 
   Batches may span epoch boundaries (epochs are counted in samples, nothing is dropped); the
-  first ``len(source)`` elements of the global stream hold every clip once, the next
-  ``len(source)`` again, and so on (module docstring).
+  first ``len(source) * S`` elements of the global stream hold every unit once (``S =
+  segments.per_clip``: each clip once with random crops, each (clip, grid segment) once on the
+  grid), the next ``len(source) * S`` again, and so on (module docstring).
 
   Resuming: ``it.get_state()`` is a JSON-serialisable dict (``grain.checkpoint.CheckpointSave``
   saves it per process); ``set_state`` on a fresh iterator built with the same arguments
@@ -359,10 +455,11 @@ def train_iterator(source: Any, *, crop_length: int, global_batch_size: int, see
     read_threads, read_buffer_size: Grain ``ReadOptions`` per process (threads reading whole
       batches, and batches buffered). Grain's defaults (16, 500) are far too big for audio.
     start_step: first global step to yield.
+    segments: random crops (default) or the segment grid, :class:`TrainSegments`.
   """
   ds = train_dataset(source, crop_length=crop_length, global_batch_size=global_batch_size,
                      seed=seed, fields=fields, process_index=process_index,
-                     process_count=process_count)
+                     process_count=process_count, segments=segments)
   return iterate_batches(ds, num_workers=num_workers, worker_buffer_size=worker_buffer_size,
                          read_threads=read_threads, read_buffer_size=read_buffer_size,
                          start_step=start_step)

@@ -30,6 +30,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from musicrep_jax.data import pipeline as input_pipeline
+from musicrep_jax.errors import UserError
 
 
 class UnboundTaskError(RuntimeError):
@@ -87,11 +88,16 @@ class Task:
 
   # --- Data ------------------------------------------------------------------------------------
   def train_iterator(self, source, *, crop_length: int, global_batch_size: int, seed: int,
-                     num_workers: int):
-    """This process's slice of each global training batch (a checkpointable Grain iterator)."""
+                     num_workers: int,
+                     segments: input_pipeline.TrainSegments = input_pipeline.TrainSegments()):
+    """This process's slice of each global training batch (a checkpointable Grain iterator).
+
+    ``segments`` (``TrainSegments.from_data_config(config.data)``): random crops or the papers'
+    segment grid. A task whose batches are not windows of shuffled clips (P x K, DCUE) raises
+    ``UserError`` for the grid rather than ignore it (:func:`require_random_segments`)."""
     return input_pipeline.train_iterator(
         source, crop_length=crop_length, global_batch_size=global_batch_size, seed=seed,
-        fields=self.fields, num_workers=num_workers)
+        fields=self.fields, num_workers=num_workers, segments=segments)
 
   # --- Loss ------------------------------------------------------------------------------------
   def loss(self, outputs: dict, batch: dict) -> tuple[jnp.ndarray, dict]:
@@ -102,6 +108,15 @@ class Task:
     """Per-segment arrays ``[batch, ...]`` kept for the evaluators (inside the jitted eval
     step)."""
     raise NotImplementedError
+
+
+def require_random_segments(task: Task, segments: input_pipeline.TrainSegments) -> None:
+  """``UserError`` unless ``segments`` are random crops: for a ``train_iterator`` whose sampler
+  draws its own crops (P x K batches, DCUE's users and negatives) and has no segment grid."""
+  if segments.mode != "random":
+    raise UserError(
+        f"{type(task).__name__} draws its own training crops and has no segment grid: set "
+        f"config.data.train_segments=random (got {segments.mode!r}).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,7 +44,7 @@ from musicrep_jax.data import pipeline as input_pipeline
 from musicrep_jax.errors import UserError
 from musicrep_jax.ops import losses
 from musicrep_jax.registry import TASKS
-from musicrep_jax.tasks.base import Task
+from musicrep_jax.tasks.base import Task, require_random_segments
 
 _SHUFFLE_STREAM, _EXAMPLE_STREAM = 31, 37
 
@@ -197,7 +197,10 @@ class DcueTask(Task):
                         crop_length=crop_length, seed=seed)
 
   def train_iterator(self, source, *, crop_length: int, global_batch_size: int, seed: int,
-                     num_workers: int, start_step: int = 0):
+                     num_workers: int, start_step: int = 0,
+                     segments: input_pipeline.TrainSegments = input_pipeline.TrainSegments()):
+    """Batches of interactions (module docstring); random crops only (``segments``)."""
+    require_random_segments(self, segments)
     ds = dcue_dataset(self.examples(source, crop_length=crop_length, seed=seed),
                       global_batch_size=global_batch_size, seed=seed)
     return input_pipeline.iterate_batches(ds, num_workers=num_workers, start_step=start_step)
