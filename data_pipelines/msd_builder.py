@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import tensorflow_datasets as tfds
 
@@ -97,6 +97,41 @@ def read_lastfm_tags(db_path: str, tag_names, threshold: float) -> dict[str, set
   return tags
 
 
+def listed_preview_entries(manual_dir: str, lists: tuple, what: str, num_train: int,
+                           read_tags: Callable[[], dict],
+                           no_tags_reason: Optional[str] = None) -> list[layouts.Entry]:
+  """One ``Entry`` per track of Lee's train / test id lists (``lists``: the train and test
+  list file names, searched in ``manual_dir``; ``what`` names them in errors): train ids before
+  ``num_train`` are train, the rest validation; the preview path from ``track_metadata.db``'s
+  7digital id (under the audio root ``find_root`` locates), artist and ``artist/release`` as
+  album, and its tags from ``read_tags() -> {track_id: tags tuple}``, called once after the
+  lists and the metadata are read (so a missing list is reported first). A track without a
+  7digital id is skipped with that reason, then (with ``no_tags_reason``) a track without tags
+  with this one. Used by the MSD tagging and Tagtraum builders."""
+  train_list, test_list = lists
+  train = layouts.read_id_list(layouts.find_file(manual_dir, train_list,
+                                                 f"Lee's {what} train list"))
+  test = layouts.read_id_list(layouts.find_file(manual_dir, test_list, f"Lee's {what} test list"))
+  split_of = layouts.splits_from_lists(
+      {"train": train[:num_train], "validation": train[num_train:], "test": test})
+  metadata = read_track_metadata(
+      layouts.find_file(manual_dir, TRACK_METADATA, "MSD's track_metadata.db"), set(split_of))
+  paths = {tid: preview_path(m[0]) for tid, m in metadata.items() if m[0]}
+  tags_of = read_tags()
+  root = layouts.find_root(manual_dir, AUDIO_SUBDIRS, list(paths.values())[:50])
+  entries = []
+  for tid, split in split_of.items():
+    id7d, artist, release = metadata.get(tid, ("", "", ""))
+    path = paths.get(tid, f"{tid} (no 7digital id)")
+    tags = tuple(tags_of.get(tid, ()))
+    reason = ("no 7digital id in track_metadata.db" if not id7d
+              else no_tags_reason if not tags else None)
+    entries.append(layouts.Entry(
+        path=path, full_path=os.path.join(root, path), split=split, tags=tags, artist=artist,
+        album=f"{artist}/{release}" if artist else "", track=tid, skip_reason=reason))
+  return entries
+
+
 class MusicrepMsd(layouts.LayoutBuilder, skip_registration=True):
   """MSD previews with Last.fm tags (``musicrep_msd``); see the module docstring."""
 
@@ -123,23 +158,13 @@ class MusicrepMsd(layouts.LayoutBuilder, skip_registration=True):
     tag_names = layouts.packaged_list("msd_50_tags.txt")
     groups = tag_groups_lib.read_tag_groups(
         tag_groups or os.path.join(layouts.SPLITS_DIR, tag_groups_lib.MSD_GROUPS_FILE), tag_names)
-    train = layouts.read_id_list(layouts.find_file(manual_dir, TRAIN_LIST, "Lee's MSD train list"))
-    test = layouts.read_id_list(layouts.find_file(manual_dir, TEST_LIST, "Lee's MSD test list"))
-    split_of = layouts.splits_from_lists(
-        {"train": train[:num_train], "validation": train[num_train:], "test": test})
-    metadata = read_track_metadata(
-        layouts.find_file(manual_dir, TRACK_METADATA, "MSD's track_metadata.db"), set(split_of))
-    tags = read_lastfm_tags(layouts.find_file(manual_dir, LASTFM_TAGS, "Last.fm's lastfm_tags.db"),
-                            tag_names, tag_threshold)
-    paths = {tid: preview_path(m[0]) for tid, m in metadata.items() if m[0]}
-    root = layouts.find_root(manual_dir, AUDIO_SUBDIRS, list(paths.values())[:50])
-    entries = []
-    for tid, split in split_of.items():
-      id7d, artist, release = metadata.get(tid, ("", "", ""))
-      path = paths.get(tid, f"{tid} (no 7digital id)")
-      entries.append(layouts.Entry(
-          path=path, full_path=os.path.join(root, path), split=split,
-          tags=tuple(t for t in tag_names if t in tags.get(tid, ())), artist=artist,
-          album=f"{artist}/{release}" if artist else "", track=tid,
-          skip_reason=None if id7d else "no 7digital id in track_metadata.db"))
+
+    def read_tags() -> dict:
+      tags = read_lastfm_tags(
+          layouts.find_file(manual_dir, LASTFM_TAGS, "Last.fm's lastfm_tags.db"), tag_names,
+          tag_threshold)
+      return {tid: tuple(t for t in tag_names if t in found) for tid, found in tags.items()}
+
+    entries = listed_preview_entries(manual_dir, (TRAIN_LIST, TEST_LIST), "MSD", num_train,
+                                     read_tags)
     return layouts.build_manifest(entries, tag_names, VARIANTS["lee"], manual_dir, groups)

@@ -34,8 +34,6 @@ sorted, so a partial copy of the audio keeps the same columns); ``artist`` the M
 
 from __future__ import annotations
 
-import os
-
 import tensorflow_datasets as tfds
 
 from musicrep_jax.data_pipelines import dataset_layouts as layouts
@@ -94,28 +92,10 @@ class MusicrepTagtraum(layouts.LayoutBuilder, skip_registration=True):
     genres = read_annotations(layouts.find_file(manual_dir, ANNOTATIONS,
                                                 "The tagtraum genre annotations"))
     genre_names = tuple(sorted(set(genres.values())))
-    train = layouts.read_id_list(layouts.find_file(manual_dir, TRAIN_LIST,
-                                                   "Lee's tagtraum train list"))
-    test = layouts.read_id_list(layouts.find_file(manual_dir, TEST_LIST,
-                                                  "Lee's tagtraum test list"))
-    split_of = layouts.splits_from_lists(
-        {"train": train[:num_train], "validation": train[num_train:], "test": test})
-    metadata = msd_builder.read_track_metadata(
-        layouts.find_file(manual_dir, msd_builder.TRACK_METADATA, "MSD's track_metadata.db"),
-        set(split_of))
-    paths = {tid: msd_builder.preview_path(m[0]) for tid, m in metadata.items() if m[0]}
-    root = layouts.find_root(manual_dir, msd_builder.AUDIO_SUBDIRS, list(paths.values())[:50])
-    entries = []
-    for tid, split in split_of.items():
-      id7d, artist, release = metadata.get(tid, ("", "", ""))
-      genre = genres.get(tid)
-      path = paths.get(tid, f"{tid} (no 7digital id)")
-      reason = (None if id7d and genre else
-                "no 7digital id in track_metadata.db" if not id7d else NO_GENRE)
-      entries.append(layouts.Entry(
-          path=path, full_path=os.path.join(root, path), split=split,
-          tags=(genre,) if genre else (), artist=artist,
-          album=f"{artist}/{release}" if artist else "", track=tid, skip_reason=reason))
+    entries = msd_builder.listed_preview_entries(
+        manual_dir, (TRAIN_LIST, TEST_LIST), "tagtraum", num_train,
+        lambda: {tid: (genre,) for tid, genre in genres.items() if genre},
+        no_tags_reason=NO_GENRE)
     return layouts.build_manifest(entries, genre_names, VARIANTS["lee"], manual_dir)
 
   @classmethod

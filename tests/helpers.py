@@ -9,8 +9,12 @@
   ``config.json`` written as the trainer does, and the initial state saved as the best
   checkpoint through ``Checkpoints.save_best``; BatchNorm statistics are randomised so that
   inference-mode BatchNorm is not the identity.
+- ``write_dimsim(folder, sr, tracks, triplets)``: a miniature dim-sim CSV release and its WAV
+  files (``musicrep_jax.data.dimsim``'s layout).
+- ``click_track(bpm, sample_rate, seconds, seed)``: clicks at a known tempo (tempo tests).
 """
 
+import csv
 import os
 import pathlib
 import subprocess
@@ -20,8 +24,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import soundfile as sf
 
 from musicrep_jax import config_loading
+from musicrep_jax.data import dimsim
 from musicrep_jax.data.shards import open_shards
 from musicrep_jax.training import checkpoints, trainer
 from tests.configs import tiny as tiny_config
@@ -122,3 +128,42 @@ def lazy_workdirs(tmp_path_factory, make):
     return made[name]
 
   return get
+
+
+def write_dimsim(folder: pathlib.Path, sr: int, tracks: dict, triplets, *,
+                 clip_seconds: float = 1.0, start: float = 1.0) -> tuple:
+  """A miniature dim-sim release in ``folder``: ``tracks`` ``{track_id: mono float samples at
+  sr}`` written as ``dimsim_audio/<id>.wav``, and ``dim_sim.csv`` with one row per
+  ``(anchor, song1, song2, (song1_vote, song2_vote))`` of ``triplets``, every clip
+  ``clip_seconds`` long from ``start`` s -> ``(csv path, audio folder)``."""
+  audio = folder / "dimsim_audio"
+  audio.mkdir(parents=True)
+  for name, signal in tracks.items():
+    sf.write(audio / f"{name}.wav", np.asarray(signal, np.float32), sr, subtype="FLOAT")
+  path = folder / "dim_sim.csv"
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, dimsim.COLUMNS)
+    writer.writeheader()
+    for i, (anchor, s1, s2, votes) in enumerate(triplets):
+      row = {"triplet_id": i, "sampling_rate": sr, "clip_lengths_seconds": clip_seconds,
+             "clip_lengths_samples": int(round(clip_seconds * sr)), "song1_vote": votes[0],
+             "song2_vote": votes[1]}
+      for role, track in zip(dimsim.ROLES, (anchor, s1, s2)):
+        row.update({f"{role}_id": track, f"{role}_start_seconds": start,
+                    f"{role}_start_samples": int(round(start * sr))})
+      writer.writerow(row)
+  return path, audio
+
+
+def click_track(bpm: float, sample_rate: int, seconds: float, seed: int) -> np.ndarray:
+  """Decaying 1 kHz clicks (20 ms) every beat from a random phase, over faint white noise."""
+  rng = np.random.default_rng(seed)
+  n = int(seconds * sample_rate)
+  audio = 0.01 * rng.standard_normal(n)
+  t = np.arange(int(0.02 * sample_rate)) / sample_rate
+  click = 0.5 * np.sin(2 * np.pi * 1000.0 * t) * np.exp(-t / 0.004)
+  beat = rng.uniform(0.0, 60.0 / bpm)
+  while (start := int(round(beat * sample_rate))) + len(click) < n:
+    audio[start:start + len(click)] += click
+    beat += 60.0 / bpm
+  return audio.astype(np.float32)

@@ -89,7 +89,7 @@ def _triplets(labels, num: int, seed: int, tolerance: Optional[float] = None):
     return None
 
 
-def _evaluation_space(task) -> tuple:
+def evaluation_space(task) -> tuple:
   """``(transform, retrieval metric)``: unit rows and cosine ranking when the task compares
   directions (``normalize``, or a cosine loss), else the raw embedding and Euclidean ranking
   (paper 14's un-normalised classification row, papers.md 15.2: "L2 norm" applies before
@@ -205,7 +205,7 @@ def retrieval_evaluator(task: Any, segments: dict, num_clips: int, variables: An
   masks = (subspace_masks((variables or {}).get("params", {}), len(task.labels),
                           seg_emb.shape[-1]) if task.disentangled else None)
   out = {"clips": int(present.sum())}
-  unit, metric = _evaluation_space(task)
+  unit, metric = evaluation_space(task)
   cache = {}
   tols = {lab: _tolerance(task, lab) for lab in task.eval_labels}
   all_labels = {lab: _clip_labels(lab, fields, tag_columns, tols[lab]) for lab in task.eval_labels}

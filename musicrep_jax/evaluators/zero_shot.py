@@ -42,7 +42,7 @@ import numpy as np
 
 from musicrep_jax.evaluators.common import clip_means, clip_values, require
 from musicrep_jax.ops import metrics
-from musicrep_jax.ops.retrieval import _query_block_sums as ranked_sums
+from musicrep_jax.ops.retrieval import ranking_metric_sums
 from musicrep_jax.registry import EVALUATORS
 
 TOP_K = (1, 5, 10)  # Paper 10's eval.py (papers.md 11.6).
@@ -70,8 +70,9 @@ def top_k_metrics(scores: np.ndarray, relevant: np.ndarray, ks, suffix: str) -> 
   relevant item (NaN without any). ``k > N``: the whole list is the top k (P@k divides by k)."""
   out = {}
   num_items = scores.shape[1] if scores.ndim == 2 else 0
-  sums = (ranked_sums(-np.asarray(scores, np.float64), np.asarray(relevant, bool),
-                      np.ones(len(scores), bool), tuple(ks)) if num_items and len(scores) else {})
+  sums = (ranking_metric_sums(-np.asarray(scores, np.float64), np.asarray(relevant, bool),
+                               np.ones(len(scores), bool), tuple(ks))
+          if num_items and len(scores) else {})
   count = sums.get("num_queries", 0.0)
   for k in ks:
     out[f"hit@{k}{suffix}"] = float(sums[f"recall@{k}"] / count) if count else float("nan")

@@ -35,9 +35,10 @@ _SUMMED = ("map", "precision", "recall", "ir_recall", "ndcg")
 _distances = jax.jit(pairwise_distances, static_argnames=("metric",))
 
 
-def _query_block_sums(distances, relevant, usable_rows, ks) -> dict:
-  """Sums over the usable queries of one block (numpy float64): AP and, per k, precision,
-  recall (hit), IR recall and nDCG; plus the number of usable queries. ``distances`` and
+def ranking_metric_sums(distances, relevant, usable_rows, ks) -> dict:
+  """Per-query ranking metrics summed over one block of queries (numpy float64; callers divide
+  by ``num_queries``, so blocks add up): AP and, per k, precision, recall (hit), IR recall and
+  nDCG; plus the number of usable queries. ``distances`` and
   ``relevant`` are ``[q, N]``; ``usable_rows`` bool ``[q]`` is False on padding rows. Ranking is
   numpy's stable argsort (XLA's CPU sort is ~100x slower on these shapes)."""
   n = distances.shape[1]
@@ -109,7 +110,7 @@ def retrieval_metrics(query, database, query_labels, db_labels, *, ks: Sequence[
     if exclude_self:
       is_self = rows[:, None] == np.arange(n)[None, :]
       d, relevant = np.where(is_self, np.inf, d), relevant & ~is_self
-    sums = _query_block_sums(d, relevant, real, ks)
+    sums = ranking_metric_sums(d, relevant, real, ks)
     totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
   count = float(totals.pop("num_queries"))
   out = {k: (float(v) / count if count else float("nan")) for k, v in totals.items()}

@@ -217,8 +217,9 @@ def plan_shards(config: ml_collections.ConfigDict, config_name: str,
     from musicrep_jax.data.shards import open_shards
     from musicrep_jax.training import run_data
 
-    return open_shards(run_data.ensure_synthetic(config.data),
-                       expected_sample_rate=config.data.sample_rate)
+    data = run_data.ensure_synthetic(config.data,
+                                     progress=bool(config.get("progress_bar", True)))
+    return open_shards(data, expected_sample_rate=config.data.sample_rate)
   count = num_outputs or DEFAULT_OUTPUTS.get(config.data.name)
   if not count or count < 1:
     raise UserError(f"config {config_name}: no known output count for data "

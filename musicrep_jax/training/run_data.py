@@ -36,8 +36,10 @@ def synthetic_cache_dir(data: ml_collections.ConfigDict) -> pathlib.Path:
   return cache_root() / f"synthetic-{digest}"
 
 
-def ensure_synthetic(data: ml_collections.ConfigDict) -> pathlib.Path:
-  """Renders and prepares the embedded corpus for ``data`` unless the cache already holds it."""
+def ensure_synthetic(data: ml_collections.ConfigDict, *, progress: bool = True) -> pathlib.Path:
+  """Renders and prepares the embedded corpus for ``data`` unless the cache already holds it;
+  ``progress``: the rendering's progress bars on stderr (callers pass the run config's
+  ``progress_bar``)."""
   out = synthetic_cache_dir(data)
   out.parent.mkdir(parents=True, exist_ok=True)
   with open(str(out) + ".lock", "w") as lock:
@@ -47,7 +49,8 @@ def ensure_synthetic(data: ml_collections.ConfigDict) -> pathlib.Path:
 
       print(f"Rendering the embedded synthetic corpus into {out} (once) ...", flush=True)
       prepare_synthetic(out, num_clips=data.synthetic.num_clips, seed=data.synthetic.seed,
-                        sample_rate=data.sample_rate, clip_seconds=data.synthetic.clip_seconds)
+                        sample_rate=data.sample_rate, clip_seconds=data.synthetic.clip_seconds,
+                        progress=progress)
   return out
 
 
@@ -84,7 +87,8 @@ def stage_data_dir(data_dir: str, out: str | os.PathLike | None = None) -> pathl
 
 def resolve_shards(config: ml_collections.ConfigDict, data_dir: str | None):
   """-> ``musicrep_jax.data.shards.Shards`` for the run, checked against
-  ``config.data.sample_rate``; a remote ``data_dir`` is staged to this host first."""
+  ``config.data.sample_rate``; a remote ``data_dir`` is staged to this host first. The embedded
+  corpus is rendered with progress bars unless ``config.progress_bar`` is false."""
   from musicrep_jax.data.shards import open_shards
 
   if data_dir is None:
@@ -93,7 +97,7 @@ def resolve_shards(config: ml_collections.ConfigDict, data_dir: str | None):
           f"config.data.name={config.data.name!r} reads prepared shards: pass --data-dir DIR "
           f"(see `musicrep prepare --help`), or train on the embedded corpus with "
           f"{config.get('config_file', 'the config')}:runlocal.")
-    data_dir = ensure_synthetic(config.data)
+    data_dir = ensure_synthetic(config.data, progress=bool(config.get("progress_bar", True)))
   elif storage.is_remote(data_dir):
     data_dir = stage_data_dir(data_dir)
   return open_shards(data_dir, expected_sample_rate=config.data.sample_rate)

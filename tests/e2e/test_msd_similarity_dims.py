@@ -20,7 +20,7 @@ from musicrep_jax.configs import metric_learning as metric_configs
 from musicrep_jax.data import shards as shards_lib
 from musicrep_jax.data_pipelines import dataset_layouts, msd_builder
 from musicrep_jax.training import trainer
-from tests.unit.frontends.test_tempo import click_track
+from tests.helpers import click_track
 
 # (split list, Last.fm tags (value 100) of genre, mood, instrument, era, tempo in BPM). The first
 # NUM_TRAIN ids of the train list are train, the rest validation. Train has >= 2 classes per

@@ -82,7 +82,9 @@ def target_shards(config, extractor_config, data_dir: Optional[str],
   if config.target_synthetic_seed >= 0:
     target = extractor_config.data.copy_and_resolve_references()
     target.synthetic.seed = config.target_synthetic_seed
-    return open_shards(run_data.ensure_synthetic(target), expected_sample_rate=rate)
+    progress = bool(extractor_config.get("progress_bar", True))
+    return open_shards(run_data.ensure_synthetic(target, progress=progress),
+                       expected_sample_rate=rate)
   if config.get("transfer", False):
     raise UserError("The transfer variant needs --target-data-dir (the dataset the classifier "
                     "is trained on), or runlocal for the embedded corpus.")

@@ -15,7 +15,7 @@ from musicrep_jax import cli
 from musicrep_jax.data import shards as shards_lib
 from musicrep_jax.data_pipelines import dataset_layouts, prepare, tag_groups
 from musicrep_jax.errors import UserError
-from tests.unit.frontends.test_tempo import click_track
+from tests.helpers import click_track
 
 SHIPPED = os.path.join(dataset_layouts.SPLITS_DIR, tag_groups.MSD_GROUPS_FILE)
 MSD_TAGS = dataset_layouts.packaged_list("msd_50_tags.txt")

@@ -6,23 +6,10 @@ import numpy as np
 import pytest
 
 from musicrep_jax.frontends import tempo
+from tests.helpers import click_track
 
 # Every 10 BPM from 60 to 180, plus non-integer tempi between the grid points.
 TEMPI = [float(b) for b in range(60, 181, 10)] + [63.7, 97.3, 142.9, 177.5]
-
-
-def click_track(bpm: float, sample_rate: int, seconds: float, seed: int) -> np.ndarray:
-  """Decaying 1 kHz clicks (20 ms) every beat from a random phase, over faint white noise."""
-  rng = np.random.default_rng(seed)
-  n = int(seconds * sample_rate)
-  audio = 0.01 * rng.standard_normal(n)
-  t = np.arange(int(0.02 * sample_rate)) / sample_rate
-  click = 0.5 * np.sin(2 * np.pi * 1000.0 * t) * np.exp(-t / 0.004)
-  beat = rng.uniform(0.0, 60.0 / bpm)
-  while (start := int(round(beat * sample_rate))) + len(click) < n:
-    audio[start:start + len(click)] += click
-    beat += 60.0 / bpm
-  return audio.astype(np.float32)
 
 
 @pytest.mark.parametrize("sample_rate", [22050, 16000])

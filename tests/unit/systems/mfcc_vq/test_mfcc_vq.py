@@ -2,18 +2,16 @@
 ``musicrep mfcc-vq`` on the tiny corpus writes the codebook and scores the histograms with the
 metric-learning evaluation and a miniature dim-sim file (real WAV clips)."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 from sklearn.cluster import KMeans
 
 from musicrep_jax import cli
-from musicrep_jax.data import dimsim
 from musicrep_jax.errors import UserError
 from musicrep_jax.systems.mfcc_vq import kmeans
+from tests.helpers import write_dimsim
 
 
 def test_kmeans_recovers_planted_clusters():
@@ -36,25 +34,12 @@ def test_kmeans_recovers_planted_clusters():
 
 def _dimsim_files(tmp_path, sr):
   """Three tracks: A and B the same two-tone chord, C white noise; every rater chose B."""
-  audio = tmp_path / "dimsim_audio"
-  audio.mkdir()
   t = np.arange(5 * sr) / sr
   chord = 0.3 * (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 660 * t))
   noise = 0.3 * np.random.default_rng(0).normal(size=len(t))
-  for name, signal in (("TRA", chord), ("TRB", chord[::-1].copy()), ("TRC", noise)):
-    sf.write(audio / f"{name}.wav", signal.astype(np.float32), sr, subtype="FLOAT")
-  path = tmp_path / "dim_sim.csv"
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, dimsim.COLUMNS)
-    writer.writeheader()
-    for i, (s1, s2, votes) in enumerate([("TRB", "TRC", (7, 0)), ("TRC", "TRB", (1, 6))]):
-      row = {"triplet_id": i, "sampling_rate": sr, "clip_lengths_seconds": 1.0,
-             "clip_lengths_samples": sr, "song1_vote": votes[0], "song2_vote": votes[1]}
-      for role, track in zip(dimsim.ROLES, ("TRA", s1, s2)):
-        row.update({f"{role}_id": track, f"{role}_start_seconds": 1.0,
-                    f"{role}_start_samples": sr})
-      writer.writerow(row)
-  return path, audio
+  tracks = {"TRA": chord, "TRB": chord[::-1].copy(), "TRC": noise}
+  return write_dimsim(tmp_path, sr, tracks, [("TRA", "TRB", "TRC", (7, 0)),
+                                             ("TRA", "TRC", "TRB", (1, 6))])
 
 
 def test_mfcc_vq_command_on_the_tiny_corpus(tiny_data_dir, tmp_path, capsys):
