@@ -33,9 +33,11 @@ def tiny_data_dir(tmp_path_factory):
 # The emulator, started with one fix: its downloads and object resources lack GCS's
 # ``x-goog-generation`` and ``x-goog-metageneration`` response headers, without which TensorStore
 # rejects reads and writes ("Malformed StorageGeneration"), so Orbax's OCDBT checkpoints fail.
-# Preconditions (``ifGenerationMatch``) are still ignored by the emulator; one writer needs none.
+# And a second: create-only-if-absent (``ifGenerationMatch=0``, what ``locks.remote_lock`` relies on)
+# answers 412 when the object exists; other preconditions are still ignored by the emulator.
 _EMULATOR_MAIN = """
 import sys
+from http import HTTPStatus
 from gcp_storage_emulator import server
 from gcp_storage_emulator.handlers import objects
 
@@ -57,8 +59,28 @@ def json_with_generation(self, obj, _json=server.Response.json):
     self["x-goog-metageneration"] = str(obj["metageneration"])
 
 server.Response.json = json_with_generation
+
+_insert = objects.insert
+
+def insert(request, response, storage, *args, **kwargs):
+  # GCS's create-only-if-absent (ifGenerationMatch=0; locks.remote_lock): 412 when it exists.
+  if request.query.get("ifGenerationMatch") == ["0"] and "upload_id" not in request.query:
+    name = (request.query.get("name") or [None])[0]
+    data = request.data if isinstance(request.data, dict) else {}
+    name = name or (data.get("meta") or {}).get("name") or data.get("name")
+    try:
+      storage.get_file_obj(request.params["bucket_name"], name)
+    except Exception:
+      pass
+    else:
+      response.status = HTTPStatus.PRECONDITION_FAILED
+      response.json({"error": {"code": 412, "message": "Precondition Failed"}})
+      return
+  return _insert(request, response, storage, *args, **kwargs)
+
+objects.insert = insert
 objects.download = download  # objects.get(alt=media) calls it by this name.
-server.HANDLERS = tuple((pattern, {k: download if v is _download else v
+server.HANDLERS = tuple((pattern, {k: {_download: download, _insert: insert}.get(v, v)
                                    for k, v in methods.items()})
                         for pattern, methods in server.HANDLERS)
 server.create_server(sys.argv[1], int(sys.argv[2]), in_memory=True, default_bucket="bucket").run()
