@@ -78,6 +78,23 @@ DATA = {
     "dcase2017": dict(name="TUT Acoustic Scenes 2017 (DCASE 2017 task 1)",
                       terms="the dataset's own licence: free for academic, non-commercial use",
                       licence="other"),
+    "dcase2017_task4": dict(name="DCASE 2017 task 4 (AudioSet YouTube clips, 17 weak event "
+                                 "labels)",
+                            terms="YouTube audio under each video's own terms; label lists by "
+                                  "the challenge organisers", licence="other"),
+    "msd_artist": dict(name="Million Song Dataset previews, artist split (papers 4, 8, 9)",
+                       terms="the 30-s previews are 7digital's copyrighted audio (not "
+                             "redistributable)", licence="other"),
+    "msd_zsl": dict(name="Million Song Dataset previews, Last.fm tags (zero-shot tag set)",
+                    terms="the 30-s previews are 7digital's copyrighted audio (not "
+                          "redistributable); the Last.fm tags are for non-commercial research",
+                    licence="other"),
+    "tagtraum": dict(name="Million Song Dataset previews, Tagtraum genre annotations",
+                     terms="the 30-s previews are 7digital's copyrighted audio; the Tagtraum "
+                           "annotations are for research", licence="other"),
+    "fma_openmic": dict(name="FMA audio with OpenMIC-2018 instrument labels",
+                        terms="audio under each track's Creative Commons licence (several are "
+                              "non-commercial); OpenMIC labels CC BY 4.0", licence="other"),
     "folder": dict(name="audio files of the user's own folder",
                    terms="the terms of those files (not known to musicrep-jax)",
                    licence="other"),
