@@ -92,10 +92,13 @@ def make_workdir(path: pathlib.Path, data_dir: pathlib.Path, **model_kwargs) -> 
 
 
 def make_config_workdir(path: pathlib.Path, data_dir: pathlib.Path, spec: str,
-                        **model_kwargs) -> pathlib.Path:
+                        model_name: str | None = None, **model_kwargs) -> pathlib.Path:
   """``make_workdir`` for any packaged config (``"dcue:runlocal"``) on ``data_dir``: the model
-  fields overridden (e.g. a small ``backbone_kwargs``), nothing trained."""
+  fields overridden (e.g. a small ``backbone_kwargs``), nothing trained. ``model_name``: another
+  registered model in the config's place, built from ``model_kwargs`` alone."""
   config = config_loading.load_config_file(config_loading.resolve_config_spec(spec))
+  if model_name is not None:
+    config.model.name, config.model.kwargs = model_name, dict(model_kwargs)
   config.model.kwargs.update(model_kwargs)
   config.data.sample_rate = open_shards(data_dir).sample_rate
   return save_untrained_workdir(path, config, data_dir)

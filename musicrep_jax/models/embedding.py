@@ -1,7 +1,9 @@
 """Embedding networks for metric learning, plain or disentangled (papers 4, 9, 13, 14).
 
 ``"embedding_net"`` (``EmbeddingNet``) wraps any registered backbone that returns an
-``"embedding"`` (by default paper 4's ``mel_dcnn``) and adds:
+``"embedding"`` (by default paper 4's ``mel_dcnn``; papers 13 and 14's configs use the 2-D
+``inception`` network of ``models/inception.py``, whose own 256-d L2-normalised output is the
+embedding, ``embedding_dim=0``) and adds:
 
 * an optional linear projection to ``embedding_dim`` (0 keeps the backbone's vector: paper 4's
   256-d "deep artist feature");
@@ -88,7 +90,8 @@ class EmbeddingNet(nn.Module):
   """Backbone -> (projection) -> embedding, CSN masks and an optional tag head (module doc).
 
   Attributes:
-    backbone: a registered model name whose outputs have ``"embedding"``.
+    backbone: a registered model name whose outputs have ``"embedding"`` (``"mel_dcnn"``,
+      ``"inception"``, ...).
     backbone_kwargs: its constructor arguments (``sample_rate`` and ``dtype`` are passed on when
       the backbone has them; its own head gets ``num_outputs=1`` and is unused).
     sample_rate: the data's rate (set by the trainer), for spectrogram backbones.

@@ -89,6 +89,7 @@ EMBEDDING_OUTPUTS = {
     "mel_dcnn": "embedding",  # GAP of the last conv (paper 4's 256-d feature)
     "mel_frame_cnn": "embedding",  # global max of the last conv
     "mel_cnn2d": "embedding",  # global max of the last 2-D conv
+    "inception": "embedding",  # L2-normalised GAP of the 1x1 embed conv (papers 13/14)
     # The projection (the backbone's vector when embedding_dim = 0), before the task's L2
     # normalisation and the CSN masks (papers 4, 9, 13, 14; not ``features``, the backbone's).
     "embedding_net": "embedding",

@@ -144,6 +144,23 @@ def mel_cnn2d_layout(kw: dict) -> list[Entry]:
   return entries + [Entry("dense", ("Dense_0",), "linear")]
 
 
+INCEPTION_STRIDE_CONVS = ("b1x1", "dbl_1", "dbl_2", "dbl_3")
+INCEPTION_NORMAL_CONVS = ("b1x1", "b5x5_1", "b5x5_2", "dbl_1", "dbl_2", "dbl_3", "pool_proj")
+
+
+def inception_layout(kw: dict) -> list[Entry]:
+  """Papers 13/14's Inception network (papers.md 14.2): optional ``input_bn``, ``stem``,
+  ``blocks.i.stride.B`` <- ``stride_i/B`` and ``blocks.i.normal.B`` <- ``normal_i/B`` for the
+  branch convs ``B`` (conv_bn, conv2d), ``embed`` (1x1 conv2d, no BN), ``dense`` <- ``head``."""
+  entries = [Entry("input_bn", ("input_bn",), "bn")] if kw["input_batchnorm"] else []
+  entries += conv_bn("stem", ("stem",), "conv2d")
+  for i in range(kw["num_blocks"]):
+    for module, convs in (("stride", INCEPTION_STRIDE_CONVS), ("normal", INCEPTION_NORMAL_CONVS)):
+      for conv in convs:
+        entries += conv_bn(f"blocks.{i}.{module}.{conv}", (f"{module}_{i}", conv), "conv2d")
+  return entries + [Entry("embed", ("embed",), "conv2d"), Entry("dense", ("head",), "linear")]
+
+
 def mel_conv_branch(name: str, flax_path: tuple[str, ...], kw: dict) -> list[Entry]:
   """``models.branches.MelConvBranch``: ``NAME.convs.i.conv`` <- ``Conv_i`` (+ ``NAME.convs.i.bn``
   <- ``BatchNorm_i`` with ``batch_norm``)."""
@@ -206,11 +223,12 @@ LAYOUTS: dict[str, Callable[[dict], list[Entry]]] = {
     "mel_dcnn": mel_dcnn_layout,
     "mel_frame_cnn": mel_frame_cnn_layout,
     "mel_cnn2d": mel_cnn2d_layout,
+    "inception": inception_layout,
     "embedding_net": embedding_net_layout,
     "dcue": dcue_layout,
     "zero_shot": zero_shot_layout,
 }
-MEL_FAMILIES = ("mel_dcnn", "mel_frame_cnn", "mel_cnn2d", "dcue", "zero_shot")
+MEL_FAMILIES = ("mel_dcnn", "mel_frame_cnn", "mel_cnn2d", "inception", "dcue", "zero_shot")
 
 
 def layout(family: str, kwargs: dict) -> list[Entry]:

@@ -61,6 +61,10 @@ WEIGHTS_NAME = "model.safetensors"
 # (musicrep_jax.frontends.mel.PAPER_MEL_MEAN / PAPER_MEL_STD).
 PAPER_MEL_MEAN = 0.22620339
 PAPER_MEL_STD = 0.25794547
+# papers.md 14.1: paper 13's own z-score of the Inception input
+# (musicrep_jax.models.inception.PAPER13_MEL_MEAN / PAPER13_MEL_STD).
+PAPER13_MEL_MEAN = 0.2
+PAPER13_MEL_STD = 0.25
 # Residual convs and SE of each resemul block (musicrep_jax.models.resemul.BLOCKS, papers.md 6.2):
 # 0 convs = the plain conv + BN + ReLU + MaxPool of basic / se.
 BLOCK_STRUCTURE = {"basic": (0, False), "se": (0, True), "res1": (1, False),
@@ -538,24 +542,31 @@ class MelFrameCNNMirror(_MelMirror):
 _ACTIVATIONS = {"elu": F.elu, "relu": F.relu}
 
 
+def pad_same_2d(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
+  """``[batch, C, time, mel]`` padded as XLA's 'SAME' for a square ``kernel`` and ``stride``
+  (``same_padding`` per axis; ``value`` -inf for max-pools)."""
+  time, mel = same_padding(x.shape[-2], kernel, stride), same_padding(x.shape[-1], kernel, stride)
+  return F.pad(x, (*mel, *time), value=value)
+
+
 class ConvBN2D(nn.Module):
-  """Conv2d ('same', stride 1) + BatchNorm2d + activation on ``[batch, C, time, mel]``."""
+  """Conv2d ('same', ``stride``) + BatchNorm2d + activation on ``[batch, C, time, mel]``."""
 
   def __init__(self, in_channels: int, out_channels: int, kernel_size: int, activation: str,
-               bn_momentum: float, bn_epsilon: float):
+               bn_momentum: float, bn_epsilon: float, stride: int = 1):
     super().__init__()
     if activation not in _ACTIVATIONS:
       raise ValueError(f"no PyTorch activation {activation!r}; mirrored: {sorted(_ACTIVATIONS)}")
-    self.kernel_size, self.activation = kernel_size, _ACTIVATIONS[activation]
-    self.native_pad = kernel_size % 2 == 1
-    self.conv = nn.Conv2d(in_channels, out_channels, kernel_size,
+    self.kernel_size, self.stride, self.activation = kernel_size, stride, _ACTIVATIONS[activation]
+    # Symmetric 'same' padding (odd kernel, stride 1) goes into the conv; the rest is F.pad.
+    self.native_pad = kernel_size % 2 == 1 and stride == 1
+    self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                           padding=(kernel_size - 1) // 2 if self.native_pad else 0)
     self.bn = nn.BatchNorm2d(out_channels, eps=bn_epsilon, momentum=1.0 - bn_momentum)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     if not self.native_pad:
-      left, right = same_padding(1, self.kernel_size, 1)
-      x = F.pad(x, (left, right, left, right))
+      x = pad_same_2d(x, self.kernel_size, self.stride)
     return self.activation(self.bn(self.conv(x)))
 
 
@@ -594,6 +605,109 @@ class MelCNN2DMirror(_MelMirror):
       x = F.max_pool2d(conv(x), pool, pool)
     embedding = x.amax(dim=(2, 3))
     return {"logits": self.dense(self.dropout(embedding)), "embedding": embedding}
+
+
+class InceptionStride(nn.Module):
+  """``models.inception.StrideModule`` on ``[batch, C, time, mel]``: ``b1x1`` (1x1, stride 2),
+  ``dbl_1`` -> ``dbl_2`` -> ``dbl_3`` (1x1, 3x3, 3x3 stride 2), 3x3 stride-2 'same' max-pool;
+  concatenated in that order."""
+
+  def __init__(self, in_channels: int, widths: Sequence[int], bn_momentum: float,
+               bn_epsilon: float):
+    super().__init__()
+    a, r, d = widths
+    unit = dict(activation="relu", bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    self.b1x1 = ConvBN2D(in_channels, a, 1, stride=2, **unit)
+    self.dbl_1 = ConvBN2D(in_channels, r, 1, **unit)
+    self.dbl_2 = ConvBN2D(r, d, 3, **unit)
+    self.dbl_3 = ConvBN2D(d, d, 3, stride=2, **unit)
+    self.out_channels = a + d + in_channels
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    pool = F.max_pool2d(pad_same_2d(x, 3, 2, float("-inf")), 3, 2)
+    return torch.cat([self.b1x1(x), self.dbl_3(self.dbl_2(self.dbl_1(x))), pool], dim=1)
+
+
+class InceptionNormal(nn.Module):
+  """``models.inception.NormalModule``: ``b1x1``; ``b5x5_1`` -> ``b5x5_2``; ``dbl_1`` ->
+  ``dbl_2`` -> ``dbl_3``; 3x3 average pool (stride 1, padding not counted) -> ``pool_proj``."""
+
+  def __init__(self, in_channels: int, widths: Sequence[int], bn_momentum: float,
+               bn_epsilon: float):
+    super().__init__()
+    p, r5, f, r3, d, q = widths
+    unit = dict(activation="relu", bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+    self.b1x1 = ConvBN2D(in_channels, p, 1, **unit)
+    self.b5x5_1 = ConvBN2D(in_channels, r5, 1, **unit)
+    self.b5x5_2 = ConvBN2D(r5, f, 5, **unit)
+    self.dbl_1 = ConvBN2D(in_channels, r3, 1, **unit)
+    self.dbl_2 = ConvBN2D(r3, d, 3, **unit)
+    self.dbl_3 = ConvBN2D(d, d, 3, **unit)
+    self.pool_proj = ConvBN2D(in_channels, q, 1, **unit)
+    self.out_channels = p + f + d + q
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    pool = F.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)
+    return torch.cat([self.b1x1(x), self.b5x5_2(self.b5x5_1(x)),
+                      self.dbl_3(self.dbl_2(self.dbl_1(x))), self.pool_proj(pool)], dim=1)
+
+
+class InceptionBlock(nn.Module):
+  """One block of ``models.inception.InceptionNet``: ``stride`` then ``normal``."""
+
+  def __init__(self, in_channels: int, stride_branches: Sequence[int],
+               normal_branches: Sequence[int], bn_momentum: float, bn_epsilon: float):
+    super().__init__()
+    self.stride = InceptionStride(in_channels, stride_branches, bn_momentum, bn_epsilon)
+    self.normal = InceptionNormal(self.stride.out_channels, normal_branches, bn_momentum,
+                                  bn_epsilon)
+    self.out_channels = self.normal.out_channels
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    return self.normal(self.stride(x))
+
+
+class InceptionMirror(_MelMirror):
+  """``models.inception.InceptionNet`` (papers 13/14, papers.md 14.2): log-mel as a one-channel
+  image, [input BN,] ``stem`` (5x5 conv + BN + ReLU, 2x2 max-pool), ``blocks.i`` (stride then
+  normal Inception module), ``embed`` (1x1 conv + ReLU), global average, [L2 normalisation]
+  (= embedding), ``dense`` -> logits."""
+
+  family = "inception"
+
+  def __init__(self, num_outputs: int = 50, stem_features: int = 64, num_blocks: int = 6,
+               stride_branches: Sequence[int] = (48, 64, 96),
+               normal_branches: Sequence[int] = (64, 48, 64, 64, 96, 32),
+               embed_features: int = 256, input_batchnorm: bool = False, normalize: bool = True,
+               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, num_frames: int = 129,
+               mel_mean: Optional[float] = PAPER13_MEL_MEAN,
+               mel_std: Optional[float] = PAPER13_MEL_STD, fft: str = "rfft", **frontend):
+    super().__init__(locals())
+    self.input_bn = (nn.BatchNorm2d(1, eps=bn_epsilon, momentum=1.0 - bn_momentum)
+                     if input_batchnorm else None)
+    self.stem = ConvBN2D(1, stem_features, 5, "relu", bn_momentum, bn_epsilon)
+    cin, blocks = stem_features, []
+    for _ in range(num_blocks):
+      blocks.append(InceptionBlock(cin, stride_branches, normal_branches, bn_momentum,
+                                   bn_epsilon))
+      cin = blocks[-1].out_channels
+    self.blocks = nn.ModuleList(blocks)
+    self.embed = nn.Conv2d(cin, embed_features, 1)
+    self.normalize = normalize
+    self.dense = nn.Linear(embed_features, num_outputs)
+    reset_parameters(self)
+
+  def forward(self, audio: torch.Tensor) -> dict:
+    x = self.mel(audio).transpose(1, 2).unsqueeze(1)  # [batch, 1, frames, n_mels]
+    if self.input_bn is not None:
+      x = self.input_bn(x)
+    x = F.max_pool2d(self.stem(x), 2, 2)
+    for block in self.blocks:
+      x = block(x)
+    embedding = F.relu(self.embed(x)).mean(dim=(2, 3))
+    if self.normalize:
+      embedding = _l2_normalize(embedding)
+    return {"logits": self.dense(embedding), "embedding": embedding}
 
 
 class BranchConv(nn.Module):
@@ -762,7 +876,8 @@ class EmbeddingNetMirror(nn.Module):
 
 MIRRORS = {cls.family: cls for cls in (SampleCNNMirror, ReSEMirror, SampleLevelFixedInputMirror,
                                         MelDCNNMirror, MelFrameCNNMirror, MelCNN2DMirror,
-                                        EmbeddingNetMirror, DCUEMirror, ZeroShotMirror)}
+                                        InceptionMirror, EmbeddingNetMirror, DCUEMirror,
+                                        ZeroShotMirror)}
 
 
 def backbone_fields(backbone: str, backbone_kwargs: Optional[dict],

@@ -16,11 +16,11 @@ from torch import nn
 
 from musicrep_jax.serving.export import safetensors_io
 from musicrep_jax.serving.export.modeling_musicrep import (  # noqa: F401  (re-exported)
-    MIRRORS, BranchConv, ConvBN, ConvBN2D, DCUEMirror, EmbeddingNetMirror, MelCNN2DMirror,
-    MelConvBranchMirror, MelDCNNMirror, MelFrameCNNMirror, MelFrontend, PlainBlock,
-    ResidualBlock, ReSEMirror, SampleCNNMirror, SampleLevelFixedInputMirror, SqueezeExcitation,
-    ZeroShotMirror, build_mirror, forward_numpy, load_flat, num_params, reset_parameters,
-    same_padding)
+    MIRRORS, BranchConv, ConvBN, ConvBN2D, DCUEMirror, EmbeddingNetMirror, InceptionMirror,
+    MelCNN2DMirror, MelConvBranchMirror, MelDCNNMirror, MelFrameCNNMirror, MelFrontend,
+    PlainBlock, ResidualBlock, ReSEMirror, SampleCNNMirror, SampleLevelFixedInputMirror,
+    SqueezeExcitation, ZeroShotMirror, build_mirror, forward_numpy, load_flat, num_params,
+    reset_parameters, same_padding)
 
 
 def load_flax_variables(model: nn.Module, variables: dict) -> None:

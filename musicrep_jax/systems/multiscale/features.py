@@ -79,12 +79,14 @@ class Extractor:
 
 
 def level_types() -> tuple[type, ...]:
-  """Module classes whose outputs are levels: the conv layers and blocks of the zoo's models."""
+  """Module classes whose outputs are levels: the conv layers and blocks of the zoo's models
+  (the Inception network's stem and each stride and normal module)."""
+  from musicrep_jax.models.inception import ConvBN2D, NormalModule, StrideModule
   from musicrep_jax.models.mel_cnn import Conv2DBNAct
   from musicrep_jax.models.resemul import _BlockBase
   from musicrep_jax.models.sample_cnn import ConvBNReLU
 
-  return (ConvBNReLU, Conv2DBNAct, _BlockBase)
+  return (ConvBNReLU, Conv2DBNAct, _BlockBase, ConvBN2D, StrideModule, NormalModule)
 
 
 def is_level(module: nn.Module, method_name: str) -> bool:

@@ -2,8 +2,9 @@
 each cell trained on the embedded corpus, then compared on time to quality (``report``).
 
 The cells (``GRID``: approach x plain/disentangled, the eight rows of the poster's tables) are
-``configs/paper14.py:APPROACH,VARIANT,runlocal`` (``cell_config``; ``size="tiny"`` shrinks them
-further with ``metric_tiny``), each trained in this process by the trainer into
+``configs/paper14.py:APPROACH,VARIANT,BACKBONE,runlocal`` (``cell_config``; ``BACKBONE`` the
+Inception network by default, or ``mel_dcnn``; ``size="tiny"`` shrinks them further with
+``metric_tiny``), each trained in this process by the trainer into
 ``OUT/runs/APPROACH-VARIANT`` (a finished cell, one with ``summary.json``, is reused when its
 ``config.json`` matches, and never overwritten: ``training/run_record.check_finished``; an
 unfinished one resumes). ``compare`` trains the grid and writes the report
@@ -13,8 +14,9 @@ unfinished one resumes). ``compare`` trains the grid and writes the report
 ``run`` is the ``"paper14"`` runner of ``musicrep_jax.registry.RUNNERS``: ``compare`` into the
 workdir with the grid settings of the config, every one optional (defaults as
 ``compare-paper14``): ``cells`` (comma-separated ``APPROACH:VARIANT``, "" for all eight),
-``size`` (``"runlocal"`` or ``"tiny"``), ``steps`` (0: the cells' own), ``evals``, ``target``,
-``fraction`` and ``cell_overrides`` (``"--config.a.b=v"`` strings applied to every cell).
+``size`` (``"runlocal"`` or ``"tiny"``), ``backbone`` (None or "": the Inception network),
+``steps`` (0: the cells' own), ``evals``, ``target``, ``fraction`` and ``cell_overrides``
+(``"--config.a.b=v"`` strings applied to every cell).
 """
 
 from __future__ import annotations
@@ -54,15 +56,19 @@ def parse_cells(text: Optional[str], key: str = "--cells") -> tuple:
 
 
 def cell_config(approach: str, variant: str, size: str, steps: Optional[int], evals: int,
-                overrides: Sequence[str] = ()):
-  """The config of one cell (``configs/paper14.py``), shrunk to ``size``, with ``evals``
-  validation points (each one a checkpoint) over ``steps`` (default: the config's)."""
+                overrides: Sequence[str] = (), backbone: Optional[str] = None):
+  """The config of one cell (``configs/paper14.py``) on ``backbone`` (default
+  ``metric_learning.PAPER13_BACKBONE``), shrunk to ``size``, with ``evals`` validation points
+  (each one a checkpoint) over ``steps`` (default: the config's)."""
   from musicrep_jax import config_loading
   from musicrep_jax.configs import metric_learning as metric_configs
 
   if size not in SIZES:
     raise UserError(f"size={size!r} is not one of {', '.join(SIZES)}.")
-  spec = config_loading.resolve_config_spec(f"paper14:{approach},{variant},runlocal")
+  backbone = backbone or metric_configs.PAPER13_BACKBONE
+  if backbone not in metric_configs.BACKBONES:
+    raise UserError(f"backbone={backbone!r} is not one of {', '.join(metric_configs.BACKBONES)}.")
+  spec = config_loading.resolve_config_spec(f"paper14:{approach},{variant},{backbone},runlocal")
   config = config_loading.load_config_file(spec)
   if size == "tiny":
     metric_configs.metric_tiny(config)
@@ -80,7 +86,8 @@ def cell_config(approach: str, variant: str, size: str, steps: Optional[int], ev
 def compare(out: str | pathlib.Path, *, data_dir: Optional[str] = None,
             size: str = "runlocal", cells: Optional[str] = None, steps: Optional[int] = None,
             evals: int = DEFAULT_EVALS, target: str = DEFAULT_TARGET,
-            fraction: float = DEFAULT_FRACTION, overrides: Sequence[str] = ()) -> dict:
+            fraction: float = DEFAULT_FRACTION, overrides: Sequence[str] = (),
+            backbone: Optional[str] = None) -> dict:
   """Trains every cell of ``cells`` (``parse_cells``) into ``out/runs`` and writes the report
   into ``out``; returns its summary, or the trainer's summary of a cell a signal stopped (it
   has ``stopped_by``; rerun to resume)."""
@@ -93,7 +100,7 @@ def compare(out: str | pathlib.Path, *, data_dir: Optional[str] = None,
   rows, dims = [], None
   for approach, variant in parse_cells(cells):
     labels = report.cell_labels(approach, variant)
-    config = cell_config(approach, variant, size, steps, evals, overrides)
+    config = cell_config(approach, variant, size, steps, evals, overrides, backbone)
     dims = tuple(config.task.kwargs.labels)
     workdir = out / "runs" / labels["name"]
     done = workdir / run_record.SUMMARY
@@ -119,4 +126,5 @@ def run(config, *, workdir: str, data_dir: Optional[str]) -> dict:
                  cells=config.get("cells", None) or None, steps=config.get("steps", None) or None,
                  evals=int(config.get("evals", DEFAULT_EVALS)),
                  target=config.get("target", DEFAULT_TARGET), fraction=fraction,
-                 overrides=tuple(config.get("cell_overrides", None) or ()))
+                 overrides=tuple(config.get("cell_overrides", None) or ()),
+                 backbone=config.get("backbone", None) or None)

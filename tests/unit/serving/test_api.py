@@ -39,6 +39,10 @@ WORKDIRS = {
     "mel_cnn2d": ("mel_cnn2d_mtat:runlocal", dict(
         n_fft=256, hop_length=128, n_mels=24, num_frames=40, channels=(4, 8, 8),
         pools_mel_time=((2, 2), (3, 4), (2, 2)))),
+    "inception": ("mel_dcnn_mtat:runlocal", dict(
+        model_name="inception", num_frames=16, n_fft=256, hop_length=128, n_mels=16,
+        stem_features=8, num_blocks=1, stride_branches=(8, 8, 8), normal_branches=(8,) * 6,
+        embed_features=8)),
     "embedding_net": FAMILIES["artist_dcnn"][:2],  # softmax head over artists (paper 4)
     "embedding_net_csn": FAMILIES["csn"][:2],  # no head (paper 13)
     "dcue": ("dcue:runlocal", dict(BRANCH, dim=8, user_hidden=8)),

@@ -79,8 +79,22 @@ if "mel_cnn2d" in MODELS.names():  # The 2-D baseline (mel_cnn.MelCNN2D), when p
   MODELS_UNDER_TEST["mel_cnn2d"] = MODELS.get("mel_cnn2d")(
       num_outputs=5, sample_rate=8000, n_fft=256, hop_length=128, n_mels=24, num_frames=40,
       channels=(4, 8, 8), pools_mel_time=((2, 2), (3, 4), (2, 2)))
+# Papers 13/14's Inception network (models/inception.py): 19 x 12 after the stem, so the first
+# stride module pads time symmetrically and mel on the right only (XLA SAME), the second 10 x 6;
+# with the input BatchNorm and without the L2 normalisation. As the embedding_net backbone: one
+# block, CSN masks and a disentangled proxy head.
+INCEPTION = dict(num_frames=38, n_fft=256, hop_length=128, n_mels=24, stem_features=8,
+                 stride_branches=(8, 8, 8), normal_branches=(8, 8, 8, 8, 8, 8), embed_features=8)
+MODELS_UNDER_TEST["inception"] = MODELS.get("inception")(
+    num_outputs=5, sample_rate=16000, num_blocks=2, input_batchnorm=True, normalize=False,
+    **INCEPTION)
+MODELS_UNDER_TEST["embedding_net_inception"] = EmbeddingNet(
+    sample_rate=16000, backbone="inception", backbone_kwargs=dict(INCEPTION, num_blocks=1),
+    num_subspaces=2, head="proxy", disentangled=True, num_outputs=5,
+    head_groups=((1, 4), (0, 2, 3)))
 # One of each family in every format (ONNX export costs ~3-6 s per model).
-EVERY_FORMAT = ["sample_cnn", "resemul_rese2", "mel_dcnn", "embedding_net_csn", "dcue"] + (
+EVERY_FORMAT = ["sample_cnn", "resemul_rese2", "mel_dcnn", "embedding_net_csn", "dcue",
+                "embedding_net_inception"] + (
     ["mel_cnn2d"] if "mel_cnn2d" in MODELS_UNDER_TEST else [])
 
 

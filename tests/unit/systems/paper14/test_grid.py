@@ -38,7 +38,8 @@ def test_the_paper14_runner_passes_the_config_settings_to_compare(monkeypatch):
   grid.run(config, workdir="/w", data_dir="/d")
   assert calls == [("/w", dict(data_dir="/d", size="tiny", cells="proxy:plain", steps=12,
                                  evals=2, target=grid.DEFAULT_TARGET,
-                                 fraction=grid.DEFAULT_FRACTION, overrides=("seed=3",)))]
+                                 fraction=grid.DEFAULT_FRACTION, overrides=("seed=3",),
+                                 backbone=None))]
   calls.clear()
   grid.run(ml_collections.ConfigDict(dict(runner="paper14")), workdir="/w", data_dir=None)
   assert calls[0][1]["size"] == "runlocal" and calls[0][1]["cells"] is None
