@@ -2,9 +2,10 @@
 makes its experiment different (data, model, optimizer, schedule).
 
 ``trainer_config`` assembles the full ``ConfigDict`` the trainer reads (``runner="trainer"``);
-``sgd_nesterov`` is the papers' optimizer (papers.md 1.5); ``make_runlocal`` turns any config
-into the minute-or-two run on the embedded corpus that ``:runlocal`` asks for (same code path,
-16 kHz, narrow model).
+``sgd_nesterov`` is the papers' optimizer (papers.md 1.5); ``plateau_stages`` their staged
+early stopping (``config.plateau``, off by default: ``PLATEAU_OFF``); ``make_runlocal`` turns
+any config into the minute-or-two run on the embedded corpus that ``:runlocal`` asks for (same
+code path, 16 kHz, narrow model).
 
 Every other file of ``configs/`` is a config: a one-line docstring summary (``musicrep configs``
 lists it), ``get_config(arg)`` returning a ``ConfigDict`` whose ``runner`` names what ``musicrep
@@ -33,6 +34,27 @@ def sgd_nesterov(learning_rate: float = 0.01, schedule: str = "keras_decay",
              grad_clip_norm=0.0)
   opt.update(overrides)
   return opt
+
+
+# ``config.plateau`` (musicrep_jax/training/plateau.py): learning-rate stages that end when the
+# validation metric ``config.checkpoint.best_metric`` stops improving. ``num_stages`` 0: off.
+PLATEAU_OFF = dict(num_stages=0, patience=3, factor=0.2, min_learning_rate=0.0, reload_best=True,
+                   stop_patience=0)
+
+
+def plateau_stages(num_stages: int, patience: int, *, factor: float = 0.2,
+                   reload_best: bool = True, stop_patience: int = 0,
+                   min_learning_rate: float = 0.0) -> dict:
+  """``config.plateau``: ``num_stages`` learning rates ``lr * factor ** k`` (floored at
+  ``min_learning_rate``); a stage ends after ``patience`` evaluations without improvement of
+  ``config.checkpoint.best_metric``. ``reload_best``: the next stage restarts from the best
+  checkpoint with a fresh optimizer (the papers' re-training, papers.md 1.5), else only the rate
+  drops (Keras ``ReduceLROnPlateau``). ``stop_patience`` > 0: the run ends after that many
+  evaluations without a new best of the run (Keras ``EarlyStopping``) and the last stage's
+  plateaus do not end it; 0: the last stage's plateau ends the run. See training/plateau.py."""
+  return dict(num_stages=num_stages, patience=patience, factor=factor,
+              min_learning_rate=min_learning_rate, reload_best=reload_best,
+              stop_patience=stop_patience)
 
 
 def data_config(name: str, sample_rate: int, *, segments_per_clip: int = 10,
@@ -71,6 +93,8 @@ def trainer_config(*, data: dict, model_name: str, model_kwargs: dict, batch_siz
   c.eval_every = eval_every
   c.checkpoint_every = checkpoint_every or eval_every
   c.checkpoint = dict(keep=3, best_metric="loss", best_mode="min", async_save=True)
+  # Staged early stopping on checkpoint.best_metric (``plateau_stages``); off by default.
+  c.plateau = dict(PLATEAU_OFF)
   c.progress_bar = True
   return c
 

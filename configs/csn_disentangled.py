@@ -12,19 +12,25 @@ hinge (margin 0.1, Euclidean on L2-normalised vectors) on each block's subspace 
 with ``track``, a fifth block of track triplets (two segments of one song, <= 50 % overlap) on the
 whole embedding, weighted 0.5. Triplets: every valid triplet of each P x K block
 (``mining="all"``), [choice]: the paper draws random triplets and describes no mining (papers.md
-14.4). Adam 0.01 as the paper; its "/5 after a 4-epoch plateau, at most 5 times" is approximated
-by fixed x0.2 stages. ``optimizer.decay`` (Keras' per-step ``lr / (1 + decay * t)``, which the
-``staged`` schedule applies whatever the optimizer) is 0: the paper states none and Keras' Adam
-has none by default (``sgd_nesterov``'s 1e-6 is the SGD papers'). No weight penalty (the paper
-states none). Backbone: the mel DCNN with a 256-d linear
+14.4). Adam 0.01 as the paper, at a constant rate (no Keras decay: the paper states none) that
+is divided by 5 when the validation loss has not decreased for 4 epochs, at most 5 times, then
+early stopping (papers.md 14.4; ``config.plateau``, training/plateau.py: 6 rates, the last
+one's plateau ends the run). [choice] Like Keras' ``ReduceLROnPlateau`` the rate drops in place
+(weights and Adam moments carry on; the paper does not say it reloads the best weights), and
+an epoch is one pass over the 201,680 training tracks (``EPOCH``, each batch row one track's
+excerpt: the paper does not state its triplets per epoch); ``num_train_steps`` is a cap. The
+validation loss is the training hinge on held-out triplets (evaluators/retrieval.py). No weight
+penalty (the paper states none). Backbone: the mel DCNN with a 256-d linear
 projection (the paper's Inception network is not in the package: ``PAPER13_BACKBONE``).
+``:runlocal`` (500 steps of ``make_runlocal``'s cosine schedule, 4 evaluations) has patience 2.
 """
 
-from musicrep_jax.configs.common import sgd_nesterov
+from musicrep_jax.configs.common import plateau_stages, sgd_nesterov
 from musicrep_jax.configs.metric_learning import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
                                                   metric_runlocal, parse_args)
 
 STEPS = 300_000
+TRAIN_TRACKS = 201_680  # The SPL-2017 MSD split (papers.md 14.1): an epoch is one pass over them.
 VARIANTS = ("runlocal", "learned", "plain", "track", "learned,runlocal", "plain,runlocal",
             "track,runlocal")
 
@@ -39,14 +45,16 @@ def get_config(arg=None):
               track_weight=0.5 if track else 0.0,
               mask_l1=5e-4 if args["masks"] == "learned" else 0.0)
   blocks = len(TAG_DIMENSIONS) + int(track)
-  optimizer = sgd_nesterov(0.01, "staged", [STEPS * i // 6 for i in range(1, 6)], name="adam",
-                           decay=0.0)
+  optimizer = sgd_nesterov(0.01, "constant", name="adam", decay=0.0)
+  epoch = TRAIN_TRACKS // (blocks * 16)
   c = metric_config(task=task, backbone_kwargs=dict(PAPER_DCNN), embedding_dim=256,
                     mask_mode=args["masks"], batch_size=blocks * 16, num_train_steps=STEPS,
-                    optimizer=optimizer)
+                    optimizer=optimizer, eval_every=epoch)
+  c.plateau = plateau_stages(6, patience=4, reload_best=False)
   if args["runlocal"]:
     c.task.kwargs.classes_per_batch = c.task.kwargs.samples_per_class = 3
     c.batch_size = blocks * 9
     metric_runlocal(c, num_train_steps=500, learning_rate=0.003)
     c.model.kwargs.embedding_dim = 64
+    c.plateau.patience = 2
   return c

@@ -7,18 +7,24 @@ basic model): the 8-block sample-level models on 1-s segments (22,050 samples at
 SE alpha 16 as in paper 5). Single-label softmax classification over the 35 words of v0.02 (the
 journal code's protocol; prepare with ``musicrep prepare speech_commands --manual-dir DIR --out
 OUT``, ``--classes 12`` for the 12-class protocol), one 1-s segment per clip for evaluation,
-clip accuracy. Training as paper 5: SGD Nesterov 0.01, Keras decay 1e-6, batch 23, 5 stages
-x 0.2 (the code early-stops each stage with patience 2; here stage boundaries are in steps).
-The best checkpoint is chosen by validation loss (papers.md 1.4); set
-``checkpoint.best_metric=accuracy`` and ``checkpoint.best_mode=max`` to select by accuracy.
+clip accuracy. Training as paper 5 (papers.md 7.2): SGD Nesterov 0.01, Keras decay 1e-6, batch
+23, 5 stages x 0.2, each early-stopped on the validation loss with patience 2 (evaluated every
+epoch; ``config.plateau``: training/plateau.py), the next restarting from the best checkpoint with
+a fresh optimizer. [choice] The whole run is capped at 100 epochs (the code caps each stage at
+100). The best checkpoint, and what the stages monitor, is chosen by validation loss (papers.md
+1.4); ``checkpoint.best_metric=accuracy`` and ``checkpoint.best_mode=max`` select (and stage)
+by accuracy.
 
 ``:runlocal`` trains the same code path on the embedded corpus. The corpus has no speech, so the
 single label is the clip's **genre** (8 classes, exactly one per clip; ``task.kwargs.label_field
 = "genre"``), with 1-s segments at the corpus's 16 kHz (16,000 samples, 7 blocks) and narrow
-channels. It shows the pipeline learns, not keyword-spotting accuracy.
+channels: 400 steps of ``make_runlocal``'s cosine schedule from lr 0.05, the stages monitoring an
+evaluation every 40 steps (a stage change, if the loss plateaus, restarts the cosine from the
+best checkpoint at x 0.2). It shows the pipeline learns, not keyword-spotting accuracy.
 """
 
-from musicrep_jax.configs.common import data_config, make_runlocal, sgd_nesterov, trainer_config
+from musicrep_jax.configs.common import (data_config, make_runlocal, plateau_stages, sgd_nesterov,
+                                         trainer_config)
 
 EPOCH = 3689  # v0.02 train split: 84,843 clips / batch 23.
 VARIANTS = ("runlocal", "basic", "improved", "improved,runlocal")
@@ -53,17 +59,19 @@ def paper6_model_kwargs(variant: str, input_samples: int = 22050) -> dict:
 
 
 def paper6_config(data: dict, epoch: int, variant: str, runlocal: bool):
-  """Paper 6's run on ``data`` (one of ``data_config``) with ``epoch`` steps per epoch; shared
-  with configs/samplecnn_dcase2017.py."""
+  """Paper 6's run on ``data`` (one of ``data_config``) with ``epoch`` steps per epoch (the
+  evaluation interval of the plateau stages, patience 2; a cap of 100 epochs); shared with
+  configs/samplecnn_dcase2017.py."""
   c = trainer_config(
       data=data, model_name="sample_level_fixed_input", model_kwargs=paper6_model_kwargs(variant),
-      task="classification", batch_size=23, num_train_steps=epoch * 60,
-      optimizer=sgd_nesterov(0.01, "staged", (epoch * 20, epoch * 35, epoch * 45, epoch * 53)),
-      eval_every=epoch)
+      task="classification", batch_size=23, num_train_steps=epoch * 100,
+      optimizer=sgd_nesterov(0.01, "keras_decay"), eval_every=epoch)
+  c.plateau = plateau_stages(5, patience=2)
   c.task.kwargs = dict(label_field="tags", num_classes=0, top_k=(5,))
   if runlocal:
     make_runlocal(c, model_kwargs=dict(RUNLOCAL_MODEL), num_train_steps=400)
     c.task.kwargs.label_field = "genre"
+    c.eval_every = c.checkpoint_every = 40
   return c
 
 

@@ -2,8 +2,9 @@
 
 ``<workdir>/checkpoints/<step>/{state,data}``: ``state`` is the ``TrainState`` (Orbax
 ``StandardSave``), ``data`` the Grain iterator state of every process (``process_i-of-n.json``),
-so a resumed run sees exactly the batches it would have seen. Saves are asynchronous: the device
--> host copy happens in ``save``, the write in the background; ``close`` waits.
+so a resumed run sees exactly the batches it would have seen, and optional JSON items (``plateau``:
+the progress of ``training/plateau.py``). Saves are asynchronous: the device -> host copy happens
+in ``save``, the write in the background; ``close`` waits.
 
 ``<workdir>/best/<step>/state``: the state with the best validation metric so far (papers.md 1.4:
 the papers select by validation loss), kept in its own manager so that keeping the best never
@@ -102,11 +103,23 @@ class Checkpoints:
   def latest_step(self) -> Optional[int]:
     return self.latest.latest_step()
 
-  def save(self, step: int, state: Any, data_iterator: Any) -> None:
+  def save(self, step: int, state: Any, data_iterator: Any,
+           json_items: Optional[dict] = None) -> None:
+    """Saves ``state`` and the data iterator as step ``step``; ``json_items`` (name -> plain
+    JSON dict, e.g. the plateau progress) are saved in the same step, committed with it."""
+    items = {name: ocp.args.JsonSave(value) for name, value in (json_items or {}).items()}
     with self._save_errors("checkpoints", step):
       self.latest.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state),
-          data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+          data=grain.checkpoint.CheckpointSave(data_iterator), **items), force=True)
+
+  def read_json(self, step: int, name: str) -> Optional[Any]:
+    """The JSON item ``name`` saved with the latest manager's step ``step`` (``save``'s
+    ``json_items``), or None when that step has none (saved without it)."""
+    if not (self.latest.directory / str(step) / name).exists():
+      return None
+    return self.latest.restore(step, args=ocp.args.Composite(
+        **{name: ocp.args.JsonRestore()}))[name]
 
   def save_best(self, step: int, state: Any, metrics: dict) -> None:
     """Offers ``state`` of ``step`` to the best manager. A best step that already exists was
@@ -118,6 +131,11 @@ class Checkpoints:
         self.best.delete(step)
       self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
                      metrics={k: float(v) for k, v in metrics.items()}, force=True)
+
+  def wait_best(self) -> None:
+    """Waits until the best manager's saves have committed (raises a failed one's error)."""
+    with self._save_errors("best", None):
+      self.best.wait_until_finished()
 
   def check(self) -> None:
     """Raises the error of a background save that has failed (cheap: nothing waits)."""

@@ -2,10 +2,13 @@
 
 The papers' recipe (papers.md 1.5, 2.4): SGD, momentum 0.9, Nesterov, with Keras' per-step
 ``decay``: ``lr_t = lr_0 / (1 + decay * t)``. The official code also restarts training in five
-stages at lr x 0.2 each, early-stopping each stage on validation loss (patience 3); here the
-``staged`` schedule multiplies the rate by ``stage_factor`` at fixed ``stage_boundaries`` (steps)
-and composes with the Keras decay, which restarts at each stage as in the code. Early stopping with
-reload of the best weights between stages is not implemented (choose the boundaries by steps).
+stages at lr x 0.2 each, early-stopping each stage on validation loss (patience 3 in paper 1, 2 in
+papers 5 and 6), reloading the best weights and starting a fresh optimizer: that is
+``config.plateau`` (``musicrep_jax.training.plateau``), which multiplies every update by the
+stage's scale, a leaf of the optimizer state (``stage_scale``: the step is compiled once for every
+stage). The ``staged`` schedule is the fixed-boundary alternative: it multiplies the rate by
+``stage_factor`` at fixed ``stage_boundaries`` (steps) and composes with the Keras decay, which
+restarts at each stage as in the code; the momentum (optimizer state) carries across its stages.
 The Keras ``decay`` field applies to the ``keras_decay`` and ``staged`` schedules whatever the
 optimizer (Adam included): a config that does not want it sets ``decay=0.0`` explicitly.
 
@@ -26,7 +29,10 @@ Two kinds of weight penalty, both applied to the gradient before the optimizer (
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -75,9 +81,41 @@ def make_schedule(opt: ml_collections.ConfigDict, num_train_steps: int) -> optax
   raise UserError(f"config.optimizer.schedule={name!r} is not one of {', '.join(SCHEDULES)}.")
 
 
-def make_optimizer(opt: ml_collections.ConfigDict,
-                   num_train_steps: int) -> optax.GradientTransformation:
-  """``config.optimizer`` -> optax transformation (with optional global-norm clipping)."""
+class StageScaleState(NamedTuple):
+  """The learning-rate scale of the current plateau stage (``factor ** stage``): float32 ``[]``."""
+
+  scale: jax.Array
+
+
+def stage_scale() -> optax.GradientTransformation:
+  """Multiplies the final updates by ``StageScaleState.scale`` (1 at init), a leaf of the
+  optimizer state: the plateau stages change it between steps (``set_stage_scale``) without
+  recompiling the step. After the learning rate, so for SGD and Adam alike the update is the one
+  of the rate ``lr_t * scale`` (the momentum and Adam moments hold gradients, not updates)."""
+
+  def init(params):
+    del params
+    return StageScaleState(scale=jnp.ones((), jnp.float32))
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u: (u * state.scale).astype(u.dtype), updates), state
+
+  return optax.GradientTransformation(init, update)
+
+
+def set_stage_scale(opt_state: Any, scale) -> Any:
+  """``opt_state`` with every ``StageScaleState`` holding ``scale`` (float32 ``[]``)."""
+  value = jnp.asarray(scale, jnp.float32)
+  return jax.tree.map(
+      lambda s: StageScaleState(scale=value) if isinstance(s, StageScaleState) else s, opt_state,
+      is_leaf=lambda s: isinstance(s, StageScaleState))
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, num_train_steps: int,
+                   with_stage_scale: bool = False) -> optax.GradientTransformation:
+  """``config.optimizer`` -> optax transformation (with optional global-norm clipping);
+  ``with_stage_scale``: followed by ``stage_scale`` (plateau stages, ``config.plateau``)."""
   schedule = make_schedule(opt, num_train_steps)
   if opt.name == "sgd":
     tx = optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov)
@@ -93,4 +131,6 @@ def make_optimizer(opt: ml_collections.ConfigDict,
     tx = optax.chain(optax.add_decayed_weights(opt.weight_decay), tx)
   if opt.get("grad_clip_norm", 0.0):
     tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+  if with_stage_scale:
+    tx = optax.chain(tx, stage_scale())
   return tx

@@ -1,5 +1,6 @@
 """The training run, top to bottom: workdir & logging -> mesh -> input -> model & optimizer ->
-state on the mesh -> resume -> loop (step, log, evaluate, checkpoint, preemption) -> final test.
+state on the mesh -> resume -> loop (step, log, evaluate, plateau stages, checkpoint,
+preemption) -> final test.
 
 One code path serves a laptop and a pod: the batch is split over every device of every process,
 each process reads only its slice of the data (Grain, ``input_pipeline``), and per-process numpy
@@ -26,7 +27,7 @@ from musicrep_jax.data import pipeline as input_pipeline
 from musicrep_jax.errors import UserError
 from musicrep_jax.evaluators.common import evaluator_names, run_evaluators
 from musicrep_jax.registry import MODELS, TASKS
-from musicrep_jax.training import checkpoints, optimizers, run_record
+from musicrep_jax.training import checkpoints, optimizers, plateau, run_record
 from musicrep_jax.training import mesh as mesh_lib
 from musicrep_jax.training import precision
 from musicrep_jax.training import step as steps
@@ -86,7 +87,8 @@ def build_run(config: ml_collections.ConfigDict, shards, devices=None) -> Run:
   except TypeError as e:
     raise UserError(f"config.model.kwargs do not fit model {config.model.name!r}: {e}") from None
   input_length = model.input_length
-  tx = optimizers.make_optimizer(config.optimizer, config.num_train_steps)
+  tx = optimizers.make_optimizer(config.optimizer, config.num_train_steps,
+                                 with_stage_scale=plateau.enabled(config))
   try:  # Shapes only (nothing computed): kwargs that build a module but do not fit fail here.
     create_state = steps.make_create_state(model, tx, input_length, mesh, task,
                                            config.mesh.get("fsdp_min_size", 2 ** 14))
@@ -314,6 +316,8 @@ def _check_resume(workdir: storage.AnyPath, config: ml_collections.ConfigDict,
   one they were trained with, outside ``RESUMABLE_KEYS`` and ``allow_config_change``."""
   old = json.loads((workdir / "config.json").read_text())
   new = json.loads(config_loading.to_json(config))
+  for recorded in (old, new):  # Written before config.plateau existed: no stages.
+    recorded.setdefault("plateau", dict(plateau.PLATEAU_OFF))
   diffs = config_loading.config_diff(old, new)
   recorded = read_run_info(workdir)
   if recorded and recorded.get("data_dir") != info["data_dir"]:
@@ -375,6 +379,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
     info["tag_split"] = split_names()
   if resuming:
     _check_resume(workdir, c, info, allow_config_change)
+  if plateau.enabled(c) and not eval_split:
+    raise UserError(f"config.plateau.num_stages={c.plateau.num_stages} needs the validation "
+                    f"split config.data.eval_split={c.data.eval_split!r}, which "
+                    f"{shards.dataset_dir} does not have; set config.plateau.num_stages=0.")
   if eval_split:
     _check_best_metric(run, eval_split, workdir if resuming else None)
 
@@ -408,6 +416,8 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
 
   # --- State on the mesh, or resumed from the last checkpoint ---------------------------------
   timing = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0, "steps": 0}
+  stages = plateau.Stages(c)
+  stage_at = plateau.Progress()  # Where the run is in its plateau stages (when enabled).
   if ckpt.latest_step() is not None:
     try:
       state, start = ckpt.restore_latest(abstract_state(run), train_it)
@@ -416,13 +426,17 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
                       f"({_first_sentence(error)}); train into a new --workdir.") from None
     timing.update(_read_timing(workdir))
     print(f"Resumed from {workdir / 'checkpoints' / str(start)} (step {start}).", flush=True)
+    if stages.enabled:
+      stage_at = _restore_stage(ckpt, workdir, start)
   else:
     state, start = run.create_state(jax.random.key(c.seed)), 0
   _record(workdir, c, info)
   # Rows and events after the restored step came from the lost attempt: dropped.
   writer = MetricWriter(workdir, resume_step=start)
   acc = _fresh_accumulator(run)
-  learning_rate = optimizers.make_schedule(c.optimizer, c.num_train_steps)
+  if stages.enabled:
+    restart_stage, rescale_stage = plateau.make_stage_change(run.tx,
+                                                             run.create_state.state_sharding)
 
   # --- Loop -------------------------------------------------------------------------------------
   batch_sharding = mesh_lib.batch_sharding(run.mesh)
@@ -433,8 +447,10 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
   interval_start = time.perf_counter()
   step = start
   stopped_by = None
+  # A run its plateau stages ended (and that was killed before its final test) trains no more.
+  last_step = start if stage_at.finished else c.num_train_steps
   try:
-    for step in range(start + 1, c.num_train_steps + 1):
+    for step in range(start + 1, last_step + 1):
       batch = input_pipeline.to_global_batch(next(train_it), batch_sharding)
       if step == start + 1:
         t0 = time.perf_counter()
@@ -466,13 +482,15 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
               f"config.optimizer.grad_clip_norm, then rerun to resume from the checkpoint.")
         rates = {"steps_per_s": n_steps / max(elapsed, 1e-9),
                  "samples_per_s": n_steps * c.batch_size / max(elapsed, 1e-9)}
-        writer.write(step, "train", dict(means, learning_rate=learning_rate(step - 1), **rates))
+        writer.write(step, "train", dict(means, learning_rate=stages.learning_rate(stage_at, step),
+                                         **rates))
         progress.set_postfix(loss=f"{means['loss']:.4f}",
                              samples_s=f"{rates['samples_per_s']:.0f}")
         acc = _fresh_accumulator(run)
         last_logged = step
         interval_start = time.perf_counter()
 
+      evaluated = stages_ended = False
       if eval_split and (step % c.eval_every == 0 or is_last):
         jax.block_until_ready(acc)  # Steps still in flight are training time, not evaluation.
         t0 = time.perf_counter()
@@ -482,19 +500,27 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
           raise UserError(f"config.checkpoint.best_metric={c.checkpoint.best_metric!r} is not "
                           f"an evaluation metric; choose one of {', '.join(sorted(val))}.")
         ckpt.save_best(step, state, val)
-        timing["eval_s"] += time.perf_counter() - t0
         progress.write(f"step {step}: {eval_split} " +
                        " ".join(f"{k}={v:.4f}" for k, v in val.items()
                                 if isinstance(v, float)))
+        if stages.enabled:
+          evaluated = True
+          state, stage_at, action = _next_stage(run, ckpt, stages, stage_at, state, val, step,
+                                                restart_stage, rescale_stage, progress.write)
+          stages_ended = action == plateau.STOP
+        timing["eval_s"] += time.perf_counter() - t0
         interval_start += time.perf_counter() - t0  # Training since the last log still counts.
 
       if multi_process:
         stop_now = ckpt.latest.reached_preemption(step)
       else:
         stop_now = stop.signal is not None
-      if step % c.checkpoint_every == 0 or is_last or stop_now:
+      # With plateau stages every evaluation is checkpointed (its progress and best checkpoint
+      # must survive a kill together: plateau.py).
+      if step % c.checkpoint_every == 0 or is_last or stop_now or evaluated:
         t0 = time.perf_counter()
-        ckpt.save(step, state, train_it)
+        ckpt.save(step, state, train_it, json_items=(
+            {plateau.JSON_ITEM: stage_at.to_json()} if stages.enabled else None))
         if is_main:
           _write_timing(workdir, timing)
         writer.flush()  # A remote workdir's metrics and events go up with each checkpoint.
@@ -502,6 +528,8 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
         interval_start += time.perf_counter() - t0
       if stop_now:
         stopped_by = stop.signal or "preemption"
+        break
+      if stages_ended:
         break
   except BaseException:
     ckpt.wait(raise_errors=False)  # The error in flight is the one to report.
@@ -515,6 +543,8 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
 
   summary = {"workdir": str(workdir), "step": int(step),
              "compilations": int(run.train_step._cache_size()), "timing": timing}
+  if stages.enabled:
+    summary["plateau"] = dict(stage_at.to_json(), num_stages=stages.num_stages)
   if stopped_by:
     summary["stopped_by"] = stopped_by
     ckpt.close()
@@ -532,6 +562,44 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
   if timing["train_s"] > 0:
     summary["steps_per_s"] = timing.get("train_steps", timing["steps"] - 1) / timing["train_s"]
   return summary
+
+
+def _restore_stage(ckpt: checkpoints.Checkpoints, workdir: storage.AnyPath,
+                   step: int) -> plateau.Progress:
+  """The plateau progress saved with the resumed checkpoint ``step`` (a fresh one, with a note,
+  when that checkpoint was written without stages)."""
+  saved = ckpt.read_json(step, plateau.JSON_ITEM)
+  if saved is None:
+    print(f"Note: {workdir / 'checkpoints' / str(step)} holds no plateau progress (written "
+          f"without config.plateau); the stages start at stage 1.", flush=True)
+    return plateau.Progress()
+  progress = plateau.Progress.from_json(saved, str(workdir / "checkpoints" / str(step)))
+  print(f"Plateau stage {progress.stage + 1}, {progress.wait} evaluation(s) without "
+        f"improvement.", flush=True)
+  return progress
+
+
+def _next_stage(run: Run, ckpt: checkpoints.Checkpoints, stages: plateau.Stages,
+                stage_at: plateau.Progress, state, val: dict, step: int, restart, rescale,
+                log) -> tuple[Any, plateau.Progress, str]:
+  """The plateau decision after the evaluation ``val`` of ``step`` (``stages.observe``), carried
+  out: a new stage's state (the best checkpoint's weights with a fresh optimizer, or the same
+  state at the lower rate) and its one ``log`` line -> ``(state, progress, action)``. Waits for
+  the best checkpoint of this evaluation to commit first: the latest checkpoint of ``step``,
+  which saves the progress, must never be on disk without it."""
+  ckpt.wait_best()
+  stage_at, action = stages.observe(stage_at, float(val[stages.metric]), step)
+  best_step = None
+  if action == plateau.NEXT_STAGE:
+    scale = np.float32(stages.scale(stage_at.stage))
+    if stages.reload_best:
+      best, best_step = ckpt.restore_state(abstract_state(run), "best")
+      state = restart(state, best, scale)
+    else:
+      state = rescale(state, scale)
+  if action != plateau.CONTINUE:
+    log(stages.describe(stage_at, action, step, best_step))
+  return state, stage_at, action
 
 
 @dataclasses.dataclass(frozen=True)
