@@ -58,14 +58,25 @@ def plateau_stages(num_stages: int, patience: int, *, factor: float = 0.2,
 
 
 def data_config(name: str, sample_rate: int, *, segments_per_clip: int = 10,
-                eval_placement: str = "start", num_workers: int = 8) -> dict:
-  """``cache_in_memory`` reads the training split into RAM once (``trainer.train_source``),
+                eval_placement: str = "start", num_workers: int = 8,
+                train_segments: str = "random") -> dict:
+  """``train_segments``: ``"random"`` (a random crop of each clip per visit, an epoch =
+  clips) or ``"grid"`` (the papers' fixed segments: the ``segments_per_clip`` evaluation windows
+  of each clip placed by ``eval_placement``, each (clip, segment) once per epoch, an epoch =
+  clips x segments_per_clip; ``musicrep_jax.data.pipeline.TrainSegments``).
+  ``placement``: ``"host"`` (the Grain pipeline) or ``"device"`` (the int16 training split held
+  on the accelerators, crops gathered inside the step: ``training/device_resident.py``); its
+  budget is ``device_budget_mb`` MiB per device when > 0, else ``device_budget_fraction`` of the
+  chip's memory (CPU needs ``device_budget_mb``).
+  ``cache_in_memory`` reads the training split into RAM once (``trainer.train_source``),
   refusing splits above ``cache_max_mb``; ``make_runlocal`` turns it on (the embedded corpus's
   training split is 61 MB decoded)."""
   return dict(name=name, sample_rate=sample_rate, synthetic=dict(RUNLOCAL_CORPUS),
               train_split="train", eval_split="validation", test_split="test",
               segments_per_clip=segments_per_clip, eval_placement=eval_placement,
-              num_workers=num_workers, cache_in_memory=False, cache_max_mb=4096)
+              num_workers=num_workers, cache_in_memory=False, cache_max_mb=4096,
+              train_segments=train_segments, placement="host", device_budget_mb=0,
+              device_budget_fraction=0.5)
 
 
 def trainer_config(*, data: dict, model_name: str, model_kwargs: dict, batch_size: int,

@@ -6,8 +6,10 @@ fixed disjoint 4 x 64, the paper's choice, or CSN's learned masks with an L1 pen
 ``plain|disentangled`` (``plain`` = the paper's "Category" baseline: the same triplets on the
 whole embedding), ``notrack|track`` (track regularisation, lambda 0.5) and ``runlocal``.
 
-Per batch, one P x K block per dimension (genre, mood, instrument, tempo: tags shared = similar;
-the embedded corpus has tempo classes, where the paper used madmom BPM within 5), the triplet
+Per batch, one P x K block per dimension (genre, mood, instrument: tags shared = similar, the
+MSD tag groups of ``musicrep prepare msd``; tempo: ``tempo_bpm`` within 5 BPM, estimated at
+prepare time where the paper used madmom; ``:runlocal``: the embedded corpus's tempo classes),
+the triplet
 hinge (margin 0.1, Euclidean on L2-normalised vectors) on each block's subspace ``n(f o m_s)``;
 with ``track``, a fifth block of track triplets (two segments of one song, <= 50 % overlap) on the
 whole embedding, weighted 0.5. Triplets: every valid triplet of each P x K block
@@ -20,14 +22,15 @@ one's plateau ends the run). [choice] Like Keras' ``ReduceLROnPlateau`` the rate
 an epoch is one pass over the 201,680 training tracks (``EPOCH``, each batch row one track's
 excerpt: the paper does not state its triplets per epoch); ``num_train_steps`` is a cap. The
 validation loss is the training hinge on held-out triplets (evaluators/retrieval.py). No weight
-penalty (the paper states none). Backbone: the mel DCNN with a 256-d linear
-projection (the paper's Inception network is not in the package: ``PAPER13_BACKBONE``).
+penalty (the paper states none). Backbone: the mel DCNN with a 256-d linear projection; the
+paper's Inception network (``models/inception.py``, ``PAPER13_BACKBONE``) is what paper 14's
+configs use, and is not yet this config's default.
 ``:runlocal`` (500 steps of ``make_runlocal``'s cosine schedule, 4 evaluations) has patience 2.
 """
 
 from musicrep_jax.configs.common import plateau_stages, sgd_nesterov
-from musicrep_jax.configs.metric_learning import (PAPER_DCNN, TAG_DIMENSIONS, metric_config,
-                                                  metric_runlocal, parse_args)
+from musicrep_jax.configs.metric_learning import (PAPER13_DIMENSIONS, PAPER_DCNN, TAG_DIMENSIONS,
+                                                  metric_config, metric_runlocal, parse_args)
 
 STEPS = 300_000
 TRAIN_TRACKS = 201_680  # The SPL-2017 MSD split (papers.md 14.1): an epoch is one pass over them.
@@ -39,12 +42,13 @@ def get_config(arg=None):
   args = parse_args(arg, {"masks": ("fixed", "learned"), "variant": ("disentangled", "plain"),
                           "track": ("notrack", "track")}, "csn_disentangled")
   track = args["track"] == "track"
+  dims = TAG_DIMENSIONS if args["runlocal"] else PAPER13_DIMENSIONS
   task = dict(approach="triplet", disentangled=args["variant"] == "disentangled",
-              labels=TAG_DIMENSIONS, eval_labels=TAG_DIMENSIONS, classes_per_batch=4,
+              labels=dims, eval_labels=dims, classes_per_batch=4,
               samples_per_class=4, margin=0.1, metric="euclidean", mining="all",
               track_weight=0.5 if track else 0.0,
               mask_l1=5e-4 if args["masks"] == "learned" else 0.0)
-  blocks = len(TAG_DIMENSIONS) + int(track)
+  blocks = len(dims) + int(track)
   optimizer = sgd_nesterov(0.01, "constant", name="adam", decay=0.0)
   epoch = TRAIN_TRACKS // (blocks * 16)
   c = metric_config(task=task, backbone_kwargs=dict(PAPER_DCNN), embedding_dim=256,

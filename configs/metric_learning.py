@@ -33,6 +33,9 @@ PAPER13_BACKBONE = "inception"
 # Projection width giving papers 13/14's 256-d embedding on each backbone (0: none).
 PAPER13_PROJECTION = {"inception": 0, "mel_dcnn": 256}
 TAG_DIMENSIONS = ("tag:genre", "tag:mood", "tag:instrument", "tag:tempo")
+# Paper 13's dimensions on real data (papers.md 14.1): the MSD tag groups and the estimated tempo
+# (``tempo_bpm``, similar within 5 BPM) that ``musicrep prepare msd`` writes.
+PAPER13_DIMENSIONS = ("tag:genre", "tag:mood", "tag:instrument", "tempo_bpm")
 # The embedded corpus at 16 kHz: 64 frames (2.1 s, enough for tempo), 64 mel bands, narrow
 # convolutions pooled 64 -> 16 -> 4 -> 1.
 RUNLOCAL_DCNN = dict(num_frames=64, n_mels=64, channels=(48, 48, 48, 48, 96),

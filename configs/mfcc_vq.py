@@ -20,10 +20,9 @@ the paper: see the runner's docstring.
 import ml_collections
 
 from musicrep_jax.configs.common import RUNLOCAL_CORPUS, RUNLOCAL_SAMPLE_RATE, data_config
-from musicrep_jax.configs.metric_learning import TAG_DIMENSIONS
+from musicrep_jax.configs.metric_learning import PAPER13_DIMENSIONS, TAG_DIMENSIONS
 
 VARIANTS = ("runlocal",)
-PAPER13_DIMENSIONS = ("tag:genre", "tag:mood", "tag:instrument", "tempo_bpm")
 
 
 def get_config(arg=None):

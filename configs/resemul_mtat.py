@@ -15,6 +15,10 @@ cosine schedule from lr 0.05, with the stages monitoring its two evaluations (st
 until the cosine has lowered the rate (after step 300), and the stages' restarts from the
 step-50 checkpoint cost the run test ROC-AUC (0.69 against 0.81, CPU); the ``:runlocal`` of
 configs/samplecnn_mtat.py shows stage changes.
+
+Training visits the same grid (``data.train_segments="grid"``: each (clip, segment) once
+per epoch, an epoch = clips x 10 segments as the papers count it, so ``EPOCH`` steps);
+``--config.data.train_segments=random`` draws one random crop per clip visit instead.
 """
 
 from musicrep_jax.configs.common import (data_config, make_runlocal, plateau_stages, sgd_nesterov,
@@ -27,7 +31,7 @@ EPOCH = 6628  # Lee split: 15,244 clips x 10 segments / batch 23.
 
 def get_config(arg=None):
   c = trainer_config(
-      data=data_config("mtat", 22050),
+      data=data_config("mtat", 22050, train_segments="grid"),
       model_name="resemul",
       model_kwargs=dict(block="rese2", m=3, n=9, init_features=128, channels=None,
                         amplifying_ratio=16.0, multi_level=True, multi_level_blocks=3,

@@ -16,12 +16,17 @@ Arguments as in ``samplecnn_speech_commands`` (``basic`` | ``improved``, optiona
 single label: softmax classification, clip accuracy), the task the NIPS paper's "acoustic scene"
 wording suggests; prepare one fold with ``musicrep prepare dcase2017 --manual-dir DIR --fold 1
 --out OUT``. Training as paper 5 (SGD Nesterov 0.01, Keras decay 1e-6, batch 23, 5 stages x
-0.2; the journal code early-stops each stage on validation loss with patience 2).
+0.2, each early-stopped on the validation loss with patience 2 and restarted from the best
+checkpoint: ``config.plateau``, evaluated every epoch; the run capped at 100 epochs).
 
 ``:runlocal`` runs the same code path on the embedded corpus (1-s segments of its 4-s clips at
 16 kHz, 4 back-to-back segments per clip for evaluation): for Task 4 multi-label tagging of its
 24 tags with both evaluators; with ``task1`` the single-label genre classification of the Speech
 Commands config.
+
+Training visits each (clip, 1-s segment) of the evaluation grid once per epoch
+(``data.train_segments="grid"``, an epoch = clips x 10, ``EPOCH`` steps); ``random`` draws one
+random 1-s crop per clip visit instead.
 """
 
 from musicrep_jax.configs import samplecnn_speech_commands as speech
@@ -50,7 +55,8 @@ def parse_arg(arg) -> tuple[str, str, bool]:
 
 def get_config(arg=None):
   task, variant, runlocal = parse_arg(arg)
-  c = speech.paper6_config(data_config(DATA_NAMES[task], 22050, segments_per_clip=10),
+  c = speech.paper6_config(data_config(DATA_NAMES[task], 22050, segments_per_clip=10,
+                                       train_segments="grid"),
                            EPOCH[task], variant, runlocal)
   if task == "task4":  # Multi-label: sigmoid BCE, ROC-AUC / PR-AUC and F1 at 0.1.
     c.task.name = "tagging"

@@ -13,6 +13,10 @@ is capped at 100 epochs (tae-jun's port caps each stage at 100). Fixed boundarie
 at 16 kHz for 100 steps, evaluating every 10 steps with patience 1, from lr 0.3: high enough to
 overshoot early (the validation loss rises at step 20), so the run restarts from the best
 checkpoint at x 0.2 (0.01 only descends slowly for 100 steps and shows no stage).
+
+Training visits the same grid (``data.train_segments="grid"``: each (clip, segment) once
+per epoch, an epoch = clips x 10 segments as the papers count it, so ``EPOCH`` steps);
+``--config.data.train_segments=random`` draws one random crop per clip visit instead.
 """
 
 from musicrep_jax.configs.common import (data_config, make_runlocal, plateau_stages, sgd_nesterov,
@@ -25,7 +29,7 @@ EPOCH = 6628  # Lee split: 15,244 clips x 10 segments / batch 23.
 
 def get_config(arg=None):
   c = trainer_config(
-      data=data_config("mtat", 22050),
+      data=data_config("mtat", 22050, train_segments="grid"),
       model_name="sample_cnn",
       model_kwargs=dict(m=3, n=9, channels=None, dropout_rate=0.5),
       batch_size=23, num_train_steps=EPOCH * 100,

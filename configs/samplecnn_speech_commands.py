@@ -21,6 +21,9 @@ single label is the clip's **genre** (8 classes, exactly one per clip; ``task.kw
 channels: 400 steps of ``make_runlocal``'s cosine schedule from lr 0.05, the stages monitoring an
 evaluation every 40 steps (a stage change, if the loss plateaus, restarts the cosine from the
 best checkpoint at x 0.2). It shows the pipeline learns, not keyword-spotting accuracy.
+
+Training visits each clip's one 1-s segment once per epoch (``data.train_segments="grid"``,
+an epoch = clips, ``EPOCH`` steps).
 """
 
 from musicrep_jax.configs.common import (data_config, make_runlocal, plateau_stages, sgd_nesterov,
@@ -77,5 +80,5 @@ def paper6_config(data: dict, epoch: int, variant: str, runlocal: bool):
 
 def get_config(arg=None):
   variant, runlocal = parse_arg(arg, "configs/samplecnn_speech_commands.py")
-  return paper6_config(data_config("speech_commands", 22050, segments_per_clip=1), EPOCH,
-                       variant, runlocal)
+  data = data_config("speech_commands", 22050, segments_per_clip=1, train_segments="grid")
+  return paper6_config(data, EPOCH, variant, runlocal)

@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from musicrep_jax.data import pipeline as input_pipeline
 from musicrep_jax.data import pk_batches
 from musicrep_jax.data.schema import TEMPO_FIELD
 from musicrep_jax.errors import UserError
@@ -56,7 +57,7 @@ from musicrep_jax.ops.losses import (apply_mask, l2_normalize, label_match,
                                      sigmoid_cross_entropy, sigmoid_cross_entropy_rows,
                                      softmax_cross_entropy, triplet_loss, triplet_margin_loss)
 from musicrep_jax.registry import TASKS
-from musicrep_jax.tasks.base import Task
+from musicrep_jax.tasks.base import Task, require_random_segments
 
 APPROACHES = ("triplet", "classification", "proxy")
 TEMPO = TEMPO_FIELD  # The tempo label: float BPM, similar within `tempo_tolerance`.
@@ -264,11 +265,15 @@ class MetricLearningTask(Task):
 
   # --- Data ------------------------------------------------------------------------------------
   def train_iterator(self, source, *, crop_length: int, global_batch_size: int, seed: int,
-                     num_workers: int):
+                     num_workers: int,
+                     segments: input_pipeline.TrainSegments = input_pipeline.TrainSegments()):
+    """Classification and proxy: the base class's batches (random crops or the segment grid);
+    triplet: P x K batches, random crops only (``UserError`` for the grid)."""
     if self.approach != "triplet":
       return super().train_iterator(source, crop_length=crop_length,
                                     global_batch_size=global_batch_size, seed=seed,
-                                    num_workers=num_workers)
+                                    num_workers=num_workers, segments=segments)
+    require_random_segments(self, segments)
     data = self.data
     tables = data.tables if getattr(source, "split", None) == self.train_split else None
     if tables is None:  # Built here rather than by pk_batches, which has no tempo bins.

@@ -297,10 +297,13 @@ def train_batch_rows(run: trainer.Run) -> dict:
     row = {"audio": np.zeros([run.input_length, 1], np.float32), "clip_id": np.int64(0)}
     row.update(record_example(run))
     return {k: np.asarray(v) for k, v in row.items()}
+  from musicrep_jax.data import pipeline
+
   c = run.config
   iterator = run.task.train_iterator(
       trainer.train_source(c, run.shards), crop_length=run.input_length,
-      global_batch_size=c.batch_size, seed=c.seed, num_workers=0)
+      global_batch_size=c.batch_size, seed=c.seed, num_workers=0,
+      segments=pipeline.TrainSegments.from_data_config(c.data))
   return {k: np.asarray(v)[0] for k, v in next(iterator).items()}
 
 

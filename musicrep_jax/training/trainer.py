@@ -27,7 +27,8 @@ from musicrep_jax.data import pipeline as input_pipeline
 from musicrep_jax.errors import UserError
 from musicrep_jax.evaluators.common import evaluator_names, run_evaluators
 from musicrep_jax.registry import MODELS, TASKS
-from musicrep_jax.training import checkpoints, optimizers, plateau, run_record
+from musicrep_jax.tasks.base import Task
+from musicrep_jax.training import checkpoints, device_resident, optimizers, plateau, run_record
 from musicrep_jax.training import mesh as mesh_lib
 from musicrep_jax.training import precision
 from musicrep_jax.training import step as steps
@@ -148,7 +149,30 @@ def make_train_iterator(run: Run):
   c = run.config
   return run.task.train_iterator(
       train_source(c, run.shards), crop_length=run.input_length,
-      global_batch_size=c.batch_size, seed=c.seed, num_workers=c.data.num_workers)
+      global_batch_size=c.batch_size, seed=c.seed, num_workers=c.data.num_workers,
+      segments=input_pipeline.TrainSegments.from_data_config(c.data))
+
+
+def _train_input(run: Run) -> tuple[Any, Run]:
+  """The training iterator and the run whose ``train_step`` consumes it: the host pipeline
+  (``make_train_iterator``), or with ``config.data.placement="device"`` the training split held
+  on the devices, index batches in the same order and the crops gathered inside the step
+  (``device_resident``)."""
+  c = run.config
+  if device_resident.placement(c.data) != "device":
+    return make_train_iterator(run), run
+  if type(run.task).train_iterator is not Task.train_iterator:
+    raise UserError(f"The {c.task.name} task draws its own batches; set "
+                    f"config.data.placement=host.")
+  resident = device_resident.load(
+      run.shards.source(c.data.train_split), run.mesh, crop_length=run.input_length,
+      fields=run.task.fields, budget_mb=c.data.get("device_budget_mb", 0),
+      budget_fraction=c.data.get("device_budget_fraction", 0.5))
+  train_it = device_resident.index_iterator(
+      resident, crop_length=run.input_length, global_batch_size=c.batch_size, seed=c.seed,
+      segments=input_pipeline.TrainSegments.from_data_config(c.data))
+  step = device_resident.fuse_train_step(run.train_step, resident, run.input_length)
+  return train_it, dataclasses.replace(run, train_step=step)
 
 
 def evaluate(run: Run, state, split: str) -> dict:
@@ -333,11 +357,11 @@ def _check_resume(workdir: storage.AnyPath, config: ml_collections.ConfigDict,
 
 
 def _workdir_lock(workdir: storage.AnyPath, is_main: bool):
-  """Process 0's lock on a local workdir (``locks.folder_lock``): a second ``train`` into it
-  (a SLURM requeue while the first is alive) fails at once naming the holder's host and pid.
-  Remote workdirs (``gs://...``) are not locked: an object store has no ``flock``, so two runs
-  into one bucket folder are the user's to avoid."""
-  if not is_main or storage.is_remote(workdir):
+  """Process 0's lock on the workdir (``locks.folder_lock``): a second ``train`` into it (a
+  SLURM requeue while the first is alive) fails at once naming the holder's host and pid. A
+  local workdir gets a ``flock``; a remote one (``gs://...``) a lease that a preempted pod's
+  restart takes over once its heartbeat has stopped (``locks.remote_lock``)."""
+  if not is_main:
     return contextlib.nullcontext()
   return locks.folder_lock(
       workdir, LOCK_NAME, "Another `musicrep train` ({holder}) is running in the workdir "
@@ -411,7 +435,7 @@ def _train_in(run: Run, workdir: storage.AnyPath, info: dict, eval_split: Option
   once the state is restored (or created), so a checkpoint that does not fit changes nothing."""
   c = run.config
   is_main = jax.process_index() == 0
-  train_it = make_train_iterator(run)
+  train_it, run = _train_input(run)
   ckpt = _checkpoints(workdir, c, async_save=c.checkpoint.async_save)
 
   # --- State on the mesh, or resumed from the last checkpoint ---------------------------------
@@ -658,8 +682,14 @@ def restore_workdir(workdir: str | pathlib.Path, data_dir: Optional[str] = None,
     raise UserError(f"{old_workdir} and its config reads prepared shards "
                     f"(config.data.name={config.data.name!r}); pass --data-dir with the folder "
                     f"it was trained on.")
+  recorded = read_run_info(workdir)
   if data_dir is None:  # The data the run was trained on (None: the embedded corpus).
-    data_dir = read_run_info(workdir).get("data_dir")
+    data_dir = recorded.get("data_dir")
+  kwargs = config.task.get("kwargs", {})
+  if "tag_split" in recorded and config.task.name == "zero_shot" \
+      and not kwargs.get("seen_tag_names"):
+    # Paper 11's transfer: the tags this run saw stay seen on another dataset (not redrawn).
+    config.task.kwargs.seen_tag_names = tuple(recorded["tag_split"]["seen"])
   run = build_run(config, resolve_shards(config, data_dir))
   ckpt = _checkpoints(workdir, config, async_save=False)
   try:

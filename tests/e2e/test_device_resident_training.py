@@ -1,86 +1,63 @@
-"""data.placement="device" trains as the host pipeline does: on 8 fake CPU devices the tiny config
-(tests/configs/tiny.py) run with the split resident on the devices and its crops gathered inside
-the jitted step (device_resident.fuse_train_step) gives the host pipeline's losses step by step
-and the same trained parameters (the batches are bit-identical; only the reduction order inside
-the two compiled programs may differ), compiles once, and resumes from the index iterator's state
-onto the uninterrupted run's losses."""
+"""``musicrep train --config.data.placement=device`` trains as the host pipeline does: on 8 fake
+CPU devices the tiny config (tests/configs/tiny.py) with the training split resident on the
+devices and its crops gathered inside the jitted step (``training/device_resident.py``, wired by
+``trainer._train_input``) logs the host pipeline's losses step by step (the batches are
+bit-identical; only the reduction order inside the two compiled programs may differ), compiles
+once, and a run stopped at step 5 and resumed to step 10 (the index iterator restored from the
+checkpoint) logs the same losses as the uninterrupted host run."""
 
 import json
+import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
+from musicrep_jax.training.curves import read_jsonl
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 
-STEPS = 10
-_RUN = textwrap.dedent("""
-    import json, os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    os.environ["JAX_PLATFORMS"] = "cpu"
-    import jax
-    from musicrep_jax.config_loading import load_config_file
-    from musicrep_jax.data import pipeline as ip
-    from musicrep_jax.training import device_resident as dr, mesh as mesh_lib, trainer
-    from musicrep_jax.training.run_data import resolve_shards
-
-    data_dir, steps = sys.argv[1], int(sys.argv[2])
-    c = load_config_file(sys.argv[3])
-    run = trainer.build_run(c, resolve_shards(c, data_dir))
-    assert run.mesh.devices.size == 8
-    source = trainer.train_source(c, run.shards)
-    sharding = mesh_lib.batch_sharding(run.mesh)
-    T, kw = run.input_length, dict(global_batch_size=c.batch_size, seed=c.seed)
-    ds = dr.load(source, run.mesh, crop_length=T, fields=run.task.fields, budget_mb=64)
-    fused = dr.fuse_train_step(run.train_step, ds, T)
-
-    def train(step_fn, it, state, n):
-      acc, losses = trainer._fresh_accumulator(run), []
-      for _ in range(n):
-        state, acc = step_fn(state, acc, ip.to_global_batch(next(it), sharding))
-        losses.append(trainer._read_accumulator(acc)[0]["loss"])
-        acc = trainer._fresh_accumulator(run)
-      return state, losses
-
-    def params(state):
-      return [x.tolist() for x in jax.tree.leaves(jax.device_get(state.params))]
-
-    fresh = lambda: run.create_state(jax.random.key(c.seed))
-    out = {}
-    host_it = ip.train_iterator(source, crop_length=T, fields=run.task.fields, **kw)
-    state, out["host"] = train(run.train_step, host_it, fresh(), steps)
-    out["host_params"] = params(state)
-    it = dr.index_iterator(ds, crop_length=T, **kw)
-    state, out["device"] = train(fused, it, fresh(), steps)
-    out["device_params"] = params(state)
-    out["compilations"] = fused._cache_size()
-    # Resume: half the steps, the iterator's state through JSON, a fresh iterator and step.
-    it = dr.index_iterator(ds, crop_length=T, **kw)
-    state, first = train(fused, it, fresh(), steps // 2)
-    saved = json.loads(json.dumps(it.get_state()))
-    it = dr.index_iterator(ds, crop_length=T, **kw)
-    it.set_state(saved)
-    state, second = train(fused, it, state, steps - steps // 2)
-    out["resumed"] = first + second
-    print("RESULT " + json.dumps(out))
-""")
+TINY = str(REPO / "tests" / "configs" / "tiny.py")
 
 
-def test_device_placement_trains_like_host_on_8_devices(tiny_data_dir):
-  config = str(REPO / "tests" / "configs" / "tiny.py")
-  proc = subprocess.run([sys.executable, "-c", _RUN, str(tiny_data_dir), str(STEPS), config],
-                        cwd=REPO, capture_output=True, text=True, timeout=600)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-  assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
-  out = json.loads(lines[-1][len("RESULT "):])
-  assert out["compilations"] == 1
-  assert len(out["host"]) == STEPS and np.isfinite(out["host"]).all()
-  np.testing.assert_allclose(out["device"], out["host"], rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(out["resumed"], out["device"], rtol=1e-5, atol=1e-6)
-  assert len(out["host_params"]) == len(out["device_params"]) > 0
-  for host, device in zip(out["host_params"], out["device_params"]):
-    np.testing.assert_allclose(device, host, rtol=1e-4, atol=1e-6)
+def _train(workdir, data_dir, *overrides):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, "-m", "musicrep_jax.cli", "train", "--config", TINY, "--workdir",
+       str(workdir), "--data-dir", str(data_dir), "--config.num_train_steps=10",
+       "--config.eval_every=10", "--config.checkpoint.async_save=false",
+       # Constant: the 5-step first half must not change the rate schedule.
+       "--config.optimizer.schedule=constant", *overrides],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _rows(workdir, split):
+  return [r for r in read_jsonl(workdir / "metrics.jsonl") if r.get("split") == split]
+
+
+def _losses(workdir):
+  return {r["step"]: r["loss"] for r in _rows(workdir, "train")}
+
+
+def test_device_placement_trains_like_host_and_resumes_on_8_devices(tiny_data_dir, tmp_path):
+  _train(tmp_path / "host", tiny_data_dir)
+  device = ["--config.data.placement=device", "--config.data.device_budget_mb=64"]
+  first = _train(tmp_path / "device", tiny_data_dir, *device, "--config.num_train_steps=5")
+  assert first["compilations"] == 1 and first["step"] == 5
+  resumed = _train(tmp_path / "device", tiny_data_dir, *device)
+  assert resumed["compilations"] == 1 and resumed["step"] == 10
+  expected, got = _losses(tmp_path / "host"), _losses(tmp_path / "device")
+  assert sorted(expected) == sorted(got) == list(range(1, 11)), (expected, got)
+  np.testing.assert_allclose([got[s] for s in range(1, 11)],
+                             [expected[s] for s in range(1, 11)], rtol=1e-5, atol=1e-6)
+  # The last test row (the 5-step first half wrote its own).
+  host_test = _rows(tmp_path / "host", "test")[-1]
+  device_test = _rows(tmp_path / "device", "test")[-1]
+  for key, value in host_test.items():
+    if key not in ("time", "split") and isinstance(value, float):
+      np.testing.assert_allclose(device_test[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
