@@ -22,15 +22,18 @@ one's plateau ends the run). [choice] Like Keras' ``ReduceLROnPlateau`` the rate
 an epoch is one pass over the 201,680 training tracks (``EPOCH``, each batch row one track's
 excerpt: the paper does not state its triplets per epoch); ``num_train_steps`` is a cap. The
 validation loss is the training hinge on held-out triplets (evaluators/retrieval.py). No weight
-penalty (the paper states none). Backbone: the mel DCNN with a 256-d linear projection; the
-paper's Inception network (``models/inception.py``, ``PAPER13_BACKBONE``) is what paper 14's
-configs use, and is not yet this config's default.
+penalty (the paper states none). Backbone: the paper's Inception network
+(``models/inception.py``, ``PAPER13_BACKBONE``: its own 256-d L2-normalised output is the
+embedding, no projection); the mel DCNN with a 256-d projection stays available
+(``--config.model.kwargs.backbone=mel_dcnn`` with its ``backbone_kwargs``).
 ``:runlocal`` (500 steps of ``make_runlocal``'s cosine schedule, 4 evaluations) has patience 2.
 """
 
 from musicrep_jax.configs.common import plateau_stages, sgd_nesterov
-from musicrep_jax.configs.metric_learning import (PAPER13_DIMENSIONS, PAPER_DCNN, TAG_DIMENSIONS,
-                                                  metric_config, metric_runlocal, parse_args)
+from musicrep_jax.configs.metric_learning import (PAPER13_BACKBONE, PAPER13_DIMENSIONS,
+                                                  PAPER13_PROJECTION, TAG_DIMENSIONS,
+                                                  backbone_kwargs_for, metric_config,
+                                                  metric_runlocal, parse_args)
 
 STEPS = 300_000
 TRAIN_TRACKS = 201_680  # The SPL-2017 MSD split (papers.md 14.1): an epoch is one pass over them.
@@ -51,14 +54,15 @@ def get_config(arg=None):
   blocks = len(dims) + int(track)
   optimizer = sgd_nesterov(0.01, "constant", name="adam", decay=0.0)
   epoch = TRAIN_TRACKS // (blocks * 16)
-  c = metric_config(task=task, backbone_kwargs=dict(PAPER_DCNN), embedding_dim=256,
-                    mask_mode=args["masks"], batch_size=blocks * 16, num_train_steps=STEPS,
+  c = metric_config(task=task, backbone=PAPER13_BACKBONE,
+                    backbone_kwargs=backbone_kwargs_for(PAPER13_BACKBONE),
+                    embedding_dim=PAPER13_PROJECTION[PAPER13_BACKBONE], mask_mode=args["masks"], batch_size=blocks * 16, num_train_steps=STEPS,
                     optimizer=optimizer, eval_every=epoch)
   c.plateau = plateau_stages(6, patience=4, reload_best=False)
   if args["runlocal"]:
     c.task.kwargs.classes_per_batch = c.task.kwargs.samples_per_class = 3
     c.batch_size = blocks * 9
     metric_runlocal(c, num_train_steps=500, learning_rate=0.003)
-    c.model.kwargs.embedding_dim = 64
+    c.model.kwargs.embedding_dim = 64 if PAPER13_PROJECTION[PAPER13_BACKBONE] else 0
     c.plateau.patience = 2
   return c

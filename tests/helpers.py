@@ -99,6 +99,9 @@ def make_config_workdir(path: pathlib.Path, data_dir: pathlib.Path, spec: str,
   config = config_loading.load_config_file(config_loading.resolve_config_spec(spec))
   if model_name is not None:
     config.model.name, config.model.kwargs = model_name, dict(model_kwargs)
+  backbone = model_kwargs.get("backbone")
+  if backbone is not None and backbone != config.model.kwargs.get("backbone"):
+    config.model.kwargs.backbone_kwargs = {}  # Another backbone: its fields alone, not merged.
   config.model.kwargs.update(model_kwargs)
   config.data.sample_rate = open_shards(data_dir).sample_rate
   return save_untrained_workdir(path, config, data_dir)

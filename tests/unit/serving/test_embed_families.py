@@ -27,7 +27,8 @@ BRANCH = dict(MEL, channels=(8, 8, 8, 8, 8), pool_sizes=(2, 2, 2, 1, 1))
 FAMILIES = {
     "artist_dcnn": ("artist_dcnn:runlocal", dict(backbone_kwargs=DCNN),
                     ("embedding", "class_scores", ())),
-    "csn": ("csn_disentangled:track,runlocal", dict(backbone_kwargs=DCNN, embedding_dim=12),
+    "csn": ("csn_disentangled:track,runlocal",
+            dict(backbone="mel_dcnn", backbone_kwargs=DCNN, embedding_dim=12),
             ("embedding", "", ("masks",))),
     "dcue": ("dcue:runlocal", dict(BRANCH, dim=8, user_hidden=8), ("embedding", "", ())),
     "zero_shot": ("zero_shot:attributes,runlocal", dict(BRANCH),

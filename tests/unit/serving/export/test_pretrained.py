@@ -40,7 +40,8 @@ TAGGING = {
     "mel_cnn2d": ("mel_cnn2d", dict(MEL, channels=(4, 8), pools_mel_time=((2, 2), (2, 2)))),
 }
 CONFIGS = {
-    "embedding_net": ("csn_disentangled:track,runlocal", dict(backbone_kwargs=DCNN,
+    "embedding_net": ("csn_disentangled:track,runlocal", dict(backbone="mel_dcnn",
+                                                              backbone_kwargs=DCNN,
                                                               embedding_dim=12)),
     "dcue": ("dcue:runlocal", dict(BRANCH, dim=8, user_hidden=8)),
     "zero_shot": ("zero_shot:attributes,runlocal", dict(BRANCH)),
