@@ -19,7 +19,7 @@ the paper: see the runner's docstring.
 
 import ml_collections
 
-from musicrep_jax.configs.common import RUNLOCAL_CORPUS, RUNLOCAL_SAMPLE_RATE, data_config
+from musicrep_jax.configs.common import data_config, use_embedded_corpus
 from musicrep_jax.configs.metric_learning import PAPER13_DIMENSIONS, TAG_DIMENSIONS
 
 VARIANTS = ("runlocal",)
@@ -46,12 +46,7 @@ def get_config(arg=None):
   # The dim-sim user triplets: a local CSV and the audio of its tracks ("" = not evaluated).
   c.dimsim = dict(path="", audio_dir="", min_consensus=0.0)
   if arg == "runlocal":
-    c.data.name = "synthetic"
-    c.data.sample_rate = RUNLOCAL_SAMPLE_RATE
-    c.data.synthetic = dict(RUNLOCAL_CORPUS)
-    c.data.segments_per_clip = 4
-    c.data.eval_placement = "even"
-    c.data.num_workers = 0
+    use_embedded_corpus(c.data)
     c.segment_seconds = 1.0
     c.mfcc.update(n_fft=512, win_length=400, hop_length=160)
     c.codebook.update(size=64, frames=20_000, iterations=10)
