@@ -46,19 +46,36 @@ def paper_channels(n: int) -> tuple[int, ...]:
   return tuple(channels)
 
 
-def max_pool_time(x: jnp.ndarray, size: int) -> jnp.ndarray:
+POOL_IMPLS = ("reshape", "window")
+
+
+def max_pool_time(x: jnp.ndarray, size: int, impl: str = "reshape") -> jnp.ndarray:
   """Non-overlapping max-pool over time, 'valid' (floor): ``[batch, time, channels] ->
   [batch, time // size, channels]`` (Keras ``MaxPooling1D(size)``, papers.md 1.5).
 
-  Written as reshape + max rather than ``nn.max_pool``: the values are identical, but the
-  gradient becomes an elementwise mask instead of XLA's select-and-scatter, which dominated the
-  CPU backward pass (docs/benchmarks.md). At exact ties inside a window the gradient is shared
-  between the tied inputs rather than given to the first; after a ReLU the only common ties are
-  zeros, whose gradient the ReLU zeroes either way.
+  Two formulations with identical values; they differ in the gradient's form and so in the
+  memory traffic and speed of the backward pass on each backend (docs/benchmarks.md, "Memory
+  floor of the train step"):
+
+  * ``"reshape"`` (default): reshape + max; the gradient is an elementwise mask instead of
+    XLA's select-and-scatter, which dominated the CPU backward pass. At exact ties inside a
+    window the gradient is shared between the tied inputs rather than given to the first.
+  * ``"window"``: ``nn.max_pool`` (reduce-window; select-and-scatter backward, the gradient to
+    the first maximum as in Keras). Fewest bytes on TPU v5e, slowest on CPU.
+
+  (A third, the elementwise maximum of the ``size`` strided slices, moved 10 % fewer bytes on
+  CPU but its gradient under ``jax.jit`` on XLA's CPU backend differed from its eager value in
+  a small SampleCNN (jax 0.10.2), so it is not offered.)
+
+  After a ReLU the only common ties are zeros, whose gradient the ReLU zeroes whichever is used.
   """
   batch, time, channels = x.shape
   kept = (time // size) * size
-  return x[:, :kept].reshape(batch, time // size, size, channels).max(axis=2)
+  if impl == "reshape":
+    return x[:, :kept].reshape(batch, time // size, size, channels).max(axis=2)
+  if impl == "window":
+    return nn.max_pool(x, (size,), strides=(size,), padding="VALID")
+  raise ValueError(f"pool_impl must be one of {POOL_IMPLS}, got {impl!r}")
 
 
 def input_length(m: int, n: int, first_filter: Optional[int] = None) -> int:
@@ -112,6 +129,9 @@ class SampleCNN(nn.Module):
     dtype: compute dtype of the convolutions and activations (``bfloat16`` for mixed
       precision); parameters, BatchNorm statistics and the output layer stay float32, and both
       outputs are float32 (musicrep_jax/training/precision.py).
+    pool_impl: formulation of the max-pools (``max_pool_time``): ``"reshape"`` (default),
+      or ``"window"`` (fewest HBM bytes on TPU v5e, slower on CPU); same values, gradients
+      equal but at exact ties.
   """
 
   num_outputs: int = 50
@@ -123,6 +143,7 @@ class SampleCNN(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-5
   dtype: jnp.dtype = jnp.float32
+  pool_impl: str = "reshape"
 
   @property
   def input_length(self) -> int:
@@ -145,7 +166,7 @@ class SampleCNN(nn.Module):
     x = block(channels[0], first, strides=first, padding="VALID")(audio, train)
     for i in range(self.n):
       x = block(channels[i + 1], self.m)(x, train)
-      x = max_pool_time(x, self.m)
+      x = max_pool_time(x, self.m, self.pool_impl)
     x = block(channels[-1], 1)(x, train)
     embedding = x.reshape((x.shape[0], -1))  # time is 1 here: [batch, channels[-1]]
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(embedding)

@@ -220,13 +220,15 @@ def reset_parameters(model: nn.Module) -> None:
 
 class SampleCNNMirror(nn.Module):
   """``models.sample_cnn.SampleCNN`` (papers.md 2): conv0, ``n`` blocks + MaxPool(m), conv1x1
-  (= embedding), dropout, dense."""
+  (= embedding), dropout, dense. ``pool_impl`` names the Flax model's max-pool formulation
+  (same numbers); PyTorch has one max-pool."""
 
   family = "sample_cnn"
 
   def __init__(self, num_outputs: int = 50, m: int = 3, n: int = 9,
                first_filter: Optional[int] = None, channels: Optional[Sequence[int]] = None,
-               dropout_rate: float = 0.5, bn_momentum: float = 0.99, bn_epsilon: float = 1e-5):
+               dropout_rate: float = 0.5, bn_momentum: float = 0.99, bn_epsilon: float = 1e-5,
+               pool_impl: str = "reshape"):
     super().__init__()
     self.kwargs = constructor_fields(locals())
     channels = tuple(channels or paper_channels(n))
@@ -313,7 +315,7 @@ class ResidualBlock(nn.Module):
 class ReSEMirror(nn.Module):
   """``models.resemul.SampleCNNBlocks`` (papers.md 6.2): conv0, ``n`` blocks, global max of the
   last block (or the last ``multi_level_blocks``), head Dense + BN + ReLU (= embedding),
-  dropout, logits."""
+  dropout, logits. ``pool_impl``: as ``SampleCNNMirror``'s (Flax only, same numbers)."""
 
   family = "resemul"
 
@@ -323,7 +325,7 @@ class ReSEMirror(nn.Module):
                multi_level: bool = True, multi_level_blocks: int = 3,
                head_width: Optional[int] = None, dropout_rate: float = 0.5,
                first_padding: str = "VALID", check_length: bool = True,
-               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3):
+               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, pool_impl: str = "reshape"):
     super().__init__()
     self.kwargs = constructor_fields(locals())
     channels = tuple(channels or resemul_channels(n, init_features))
