@@ -51,7 +51,8 @@ def doc_section(table_md: str, info: dict, threads: int, command: str) -> str:
   return "\n".join([
       "## Training-time comparison: paper 14's grid (time to quality)",
       "",
-      "Each cell trained on the embedded corpus by `musicrep compare-paper14`; time columns are "
+      "Each cell trained by `musicrep compare-paper14` (backbone, data and machine in the note "
+      "below); time columns are "
       "training seconds without compilation, evaluation and checkpoints, ratios to the plain "
       "classification model in the same run.",
       "",
@@ -67,11 +68,9 @@ def doc_section(table_md: str, info: dict, threads: int, command: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
   args, overrides = parse_args(argv)
   threads = pin_threads(args.threads)
-  from musicrep_jax.systems.paper14 import grid
+  from musicrep_jax.commands import compare_paper14
 
-  summary = grid.compare(args.out, data_dir=args.data_dir, size=args.size, cells=args.cells,
-                         steps=args.steps, evals=args.evals, target=args.target,
-                         fraction=args.fraction, overrides=overrides)
+  summary = compare_paper14.run(args, overrides)
   if "table" not in summary:  # Stopped (signal): nothing to write.
     return summary
   if args.write_doc:

@@ -23,13 +23,14 @@ default, ``metric_learning.PAPER13_BACKBONE``: papers 13/14's 2-D Inception netw
 ``:runlocal``: the embedded corpus, where tempo stands in for era, narrow backbones ending in
 64-d (``metric_learning.RUNLOCAL_INCEPTION``, ``RUNLOCAL_DCNN`` + a 64-d projection).
 
-``--config paper14:grid`` (or ``grid,runlocal``: the grid always trains the ``runlocal`` cells)
-is the whole grid (runner ``paper14``, as ``musicrep compare-paper14``; keys read by
+``--config paper14:grid`` (or ``grid,runlocal``: both default to the ``runlocal`` cells) is the
+whole grid (runner ``paper14``, as ``musicrep compare-paper14``; keys read by
 ``musicrep_jax.systems.paper14.grid.run``): ``cells`` (comma-separated ``APPROACH:VARIANT``, ""
-for the poster's eight rows), each cell config at ``size`` (``runlocal``, or ``tiny``: seconds
-per cell, for tests) on ``backbone`` with ``steps`` per cell (0: the cell config's), ``evals``
-validation points and ``cell_overrides`` (``"--config.a.b=v"`` strings), then the table and
-plots; ``target`` and ``fraction`` define the time-to-target columns.
+for the poster's eight rows), each cell config at ``size`` (``runlocal``; ``paper``: the
+paper-scale cells, on ``--data-dir``; or ``tiny``: seconds per cell, for tests) on
+``backbone`` with ``steps`` per cell (0: the cell config's), ``evals`` validation points and
+``cell_overrides`` (``"--config.a.b=v"`` strings), then the table and plots; ``target`` and
+``fraction`` define the time-to-target columns.
 """
 
 import ml_collections
@@ -67,7 +68,7 @@ def grid_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.runner = "paper14"
   c.cells = ""
-  c.size = "runlocal"
+  c.size = "runlocal"  # or "paper" (on --data-dir) or "tiny": grid.SIZES
   c.backbone = PAPER13_BACKBONE  # or "mel_dcnn": the backbone argument of every cell
   c.steps = 0
   c.evals = 8

@@ -1,5 +1,6 @@
 """`musicrep compare-paper14` end to end from the CLI at tiny size: the 8 cells, the table with
-the paper's four tasks as columns, the CSV, the plot, and the benchmark reusing the cells.
+the paper's four tasks as columns, the CSV, the plot, the same report gathered (--gather) from
+the finished cells, and the benchmark reusing the cells.
 (The grid's cells, configs and runner: tests/unit/systems/paper14/test_grid.py.)"""
 
 import csv
@@ -43,6 +44,11 @@ def test_compare_paper14_cli_writes_table_and_plots(tmp_path):
   for cell in results:
     assert len(cell["curves"]["target"]["seconds"]) == 2
     assert cell["curves"]["target"]["seconds"] == sorted(cell["curves"]["target"]["seconds"])
+  # The report gathered from the finished cells, without training, is the same.
+  proc = run_cli(["compare-paper14", "--out", str(tmp_path / "gathered"), "--gather", str(out)])
+  assert json.loads(proc.stdout.strip().splitlines()[-1])["cells"] == 8 and "===" not in proc.stdout
+  assert (tmp_path / "gathered" / "table.md").read_text() == (out / "table.md").read_text()
+  assert "### The poster's orderings, checked" in (out / "table.md").read_text()
   # The benchmark reuses the finished cells and writes its section and plot.
   from musicrep_jax.bench import paper14_bench
 

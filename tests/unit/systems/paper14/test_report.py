@@ -37,3 +37,33 @@ def test_cell_labels_name_the_poster_rows():
       "disentangled": "no"}
   assert report.cell_labels("triplet_track", "disentangled")["model"] == "triplet + track"
   assert report.cell_labels("proxy", "disentangled")["disentangled"] == "yes"
+
+
+def test_the_orderings_hold_on_the_posters_own_numbers_and_fail_when_one_flips():
+  poster = report.poster_rows()
+  assert set(poster) == set(report.POSTER) and poster["proxy-plain"]["R@1"] == 0.45
+  assert [held for _, held, _ in report.check_orderings(poster)] == [True] * len(
+      report.ORDERINGS)
+  flipped = {name: dict(row) for name, row in poster.items()}
+  flipped["triplet-plain"]["R@1"] = 0.50  # Above every proxy / classification cell.
+  results = {claim: (held, detail) for claim, held, detail in report.check_orderings(flipped)}
+  held, detail = results["retrieval: proxy and L2 classification beat triplet learning at R@1"]
+  assert held is False and "0.438 (classification-plain)" in detail and "0.500" in detail
+  assert sum(held is False for held, _ in results.values()) == 1
+  del flipped["proxy-plain"]
+  missing = report.check_orderings(flipped)
+  assert [h for c, h, _ in missing if "proxy is slower" in c] == [None, None]
+  assert all(h is not None for c, h, _ in missing if "track regularisation" in c)
+
+
+def test_the_poster_table_puts_ours_beside_the_posters():
+  row = dict(report.cell_labels("proxy", "plain"), time_ratio=1.5, step_time_ratio=0.9,
+             roc_auc=0.8, overall_triplet_acc=0.7, tempo_triplet_acc=0.6, **{"R@1": 0.5})
+  header, _, line = report.poster_table([row], ("tag:genre", "tag:mood", "tag:instrument",
+                                                "tag:tempo"))
+  cells = dict(zip(header.strip("| ").split(" | "), line.strip("| ").split(" | ")))
+  assert cells["time ratio: to target"] == "1.500 / 1.110"
+  assert cells["time ratio: per step"] == "0.900 / 1.110"
+  assert cells["R@1"] == "0.500 / 0.450" and cells["R@8"] == "- / 0.809"
+  assert cells["triplet: tempo (poster: era)"] == "0.600 / 0.693"
+  assert cells["triplet: genre"] == "- / 0.774" and cells["triplet: overall"] == "0.700 / 0.714"
