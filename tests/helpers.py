@@ -17,6 +17,7 @@
 import csv
 import os
 import pathlib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -173,3 +174,32 @@ def click_track(bpm: float, sample_rate: int, seconds: float, seed: int) -> np.n
     audio[start:start + len(click)] += click
     beat += 60.0 / bpm
   return audio.astype(np.float32)
+
+
+def write_msd_databases(root: pathlib.Path, songs) -> None:
+  """``root/track_metadata.db`` and ``root/lastfm_tags.db`` in their real schemas, for MSD
+  miniatures. ``songs``: ``(track_id, 7digital id or "", release, artist_id, {tag: value} or
+  None)``; None writes the song's metadata only (no ``tids`` row), as for an unlisted track."""
+  meta = sqlite3.connect(root / "track_metadata.db")
+  meta.execute("CREATE TABLE songs (track_id text PRIMARY KEY, title text, song_id text, "
+               "release text, artist_id text, artist_mbid text, artist_name text, duration real,"
+               " artist_familiarity real, artist_hotttnesss real, year int, track_7digitalid "
+               "int, shs_perf int, shs_work int)")
+  tags = sqlite3.connect(root / "lastfm_tags.db")
+  tags.execute("CREATE TABLE tids (tid TEXT)")
+  tags.execute("CREATE TABLE tags (tag TEXT)")
+  tags.execute("CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT)")
+  tag_rowid = {}
+  for tid, id7d, release, artist, values in songs:
+    meta.execute("INSERT INTO songs (track_id, release, artist_id, track_7digitalid) "
+                 "VALUES (?, ?, ?, ?)", (tid, release, artist, int(id7d or -1)))
+    if values is None:
+      continue
+    tid_row = tags.execute("INSERT INTO tids VALUES (?)", (tid,)).lastrowid
+    for tag, value in values.items():
+      if tag not in tag_rowid:
+        tag_rowid[tag] = tags.execute("INSERT INTO tags VALUES (?)", (tag,)).lastrowid
+      tags.execute("INSERT INTO tid_tag VALUES (?, ?, ?)", (tid_row, tag_rowid[tag], value))
+  for db in (meta, tags):
+    db.commit()
+    db.close()

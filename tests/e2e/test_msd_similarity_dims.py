@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import sqlite3
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from musicrep_jax.configs import metric_learning as metric_configs
 from musicrep_jax.data import shards as shards_lib
 from musicrep_jax.data_pipelines import dataset_layouts, msd_builder
 from musicrep_jax.training import trainer
-from tests.helpers import click_track
+from tests.helpers import click_track, write_msd_databases
 
 # (split list, Last.fm tags (value 100) of genre, mood, instrument, era, tempo in BPM). The first
 # NUM_TRAIN ids of the train list are train, the rest validation. Train has >= 2 classes per
@@ -53,31 +52,15 @@ def tid(i: int) -> str:
 
 def write_msd_copy(root) -> None:
   """track_metadata.db, lastfm_tags.db (their real schemas), the split pickles and previews."""
-  meta = sqlite3.connect(root / "track_metadata.db")
-  meta.execute("CREATE TABLE songs (track_id text PRIMARY KEY, release text, artist_id text, "
-               "track_7digitalid int)")
-  tags = sqlite3.connect(root / "lastfm_tags.db")
-  tags.execute("CREATE TABLE tids (tid TEXT)")
-  tags.execute("CREATE TABLE tags (tag TEXT)")
-  tags.execute("CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT)")
-  tag_rows = {}
-  for i, (_, names, bpm) in enumerate(TRACKS):
-    id7d = str(1000001 + 1111 * i)
-    meta.execute("INSERT INTO songs VALUES (?, ?, ?, ?)", (tid(i), f"album{i // 2}",
-                                                           f"AR{i // 3}", int(id7d)))
-    row = tags.execute("INSERT INTO tids VALUES (?)", (tid(i),)).lastrowid
-    for name in names:
-      if name not in tag_rows:
-        tag_rows[name] = tags.execute("INSERT INTO tags VALUES (?)", (name,)).lastrowid
-      tags.execute("INSERT INTO tid_tag VALUES (?, ?, 100)", (row, tag_rows[name]))
-    path = root / "audio" / msd_builder.preview_path(id7d)
+  write_msd_databases(root, [(tid(i), str(1000001 + 1111 * i), f"album{i // 2}", f"AR{i // 3}",
+                              {name: 100 for name in names})
+                             for i, (_, names, _) in enumerate(TRACKS)])
+  for i, (_, _, bpm) in enumerate(TRACKS):
+    path = root / "audio" / msd_builder.preview_path(str(1000001 + 1111 * i))
     path.parent.mkdir(parents=True, exist_ok=True)
     clicks = click_track(bpm, 22050, PREVIEW_SECONDS, seed=i)
     tone = 0.1 * np.sin(2 * np.pi * (200.0 + 60 * (i % 4)) * np.arange(len(clicks)) / 22050)
     sf.write(path, np.stack([clicks + tone, clicks - tone], 1), 22050, format="MP3")
-  for db in (meta, tags):
-    db.commit()
-    db.close()
   for name, split in [("filtered_list_train.cP", "train"), ("filtered_list_test.cP", "test")]:
     with open(root / name, "wb") as f:
       pickle.dump([tid(i) for i, t in enumerate(TRACKS) if t[0] == split], f, protocol=2)

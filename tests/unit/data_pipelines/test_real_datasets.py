@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import sqlite3
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from musicrep_jax.data_pipelines import dataset_layouts, gtzan_builder, jamendo_
 from musicrep_jax.data_pipelines import msd_builder, mtat_builder
 from musicrep_jax.data import shards as shards_lib
 from musicrep_jax.errors import UserError
-from tests.helpers import run_cli
+from tests.helpers import run_cli, write_msd_databases
 
 MTAT_TAGS = ["guitar", "classical", "slow", "techno", "rock", "piano", "weird", "choral"]
 # Miniature MTAT: (clip_id, folder, song, seconds, tags). Tag frequencies make the top 4
@@ -256,31 +255,13 @@ MSD_TRACKS = [
 @pytest.fixture(scope="module")
 def msd_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("msd")
-  meta = sqlite3.connect(root / "track_metadata.db")
-  meta.execute("CREATE TABLE songs (track_id text PRIMARY KEY, title text, song_id text, "
-               "release text, artist_id text, artist_mbid text, artist_name text, duration real,"
-               " artist_familiarity real, artist_hotttnesss real, year int, track_7digitalid "
-               "int, shs_perf int, shs_work int)")
-  tags = sqlite3.connect(root / "lastfm_tags.db")
-  tags.execute("CREATE TABLE tids (tid TEXT)")
-  tags.execute("CREATE TABLE tags (tag TEXT)")
-  tags.execute("CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT)")
-  tag_rowid = {}
-  for i, (tid, id7d, _, values) in enumerate(MSD_TRACKS):
-    meta.execute("INSERT INTO songs (track_id, release, artist_id, track_7digitalid) "
-                 "VALUES (?, ?, ?, ?)", (tid, f"album{i // 2}", f"AR{i // 3}", int(id7d or -1)))
-    tid_row = tags.execute("INSERT INTO tids VALUES (?)", (tid,)).lastrowid
-    for tag, value in values.items():
-      if tag not in tag_rowid:
-        tag_rowid[tag] = tags.execute("INSERT INTO tags VALUES (?)", (tag,)).lastrowid
-      tags.execute("INSERT INTO tid_tag VALUES (?, ?, ?)", (tid_row, tag_rowid[tag], value))
+  songs = [(tid, id7d, f"album{i // 2}", f"AR{i // 3}", values)
+           for i, (tid, id7d, _, values) in enumerate(MSD_TRACKS)]
+  write_msd_databases(root, songs + [("TRZZZ", "999", None, None, None)])  # TRZZZ: unlisted.
+  for i, (tid, id7d, _, _) in enumerate(MSD_TRACKS):
     if id7d and tid != "TRAAAAH128F000008":
       write_mp3(root / "audio" / msd_builder.preview_path(id7d), 1.5, 22050, 300.0 + i * 40,
                 channels=2)
-  meta.execute("INSERT INTO songs (track_id, track_7digitalid) VALUES ('TRZZZ', 999)")  # Unlisted.
-  for db in (meta, tags):
-    db.commit()
-    db.close()
   for name, which in [("filtered_list_train.cP", "train"), ("filtered_list_test.cP", "test")]:
     (root / "MSD_split").mkdir(exist_ok=True)
     with open(root / "MSD_split" / name, "wb") as f:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from musicrep_jax.data_pipelines import msd_builder, msd_zsl_builder
 from musicrep_jax.data_pipelines.manifest_builder import stable_bucket
 from musicrep_jax.errors import UserError
 from musicrep_jax.training import trainer
-from tests.helpers import run_cli
+from tests.helpers import run_cli, write_msd_databases
 from tests.unit.data_pipelines.test_real_datasets import build, records_by_path, write_mp3
 
 
@@ -47,29 +46,11 @@ MSD_TRACKS = [
 @pytest.fixture(scope="module")
 def msd_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("msd_zsl")
-  meta = sqlite3.connect(root / "track_metadata.db")
-  meta.execute("CREATE TABLE songs (track_id text PRIMARY KEY, title text, song_id text, "
-               "release text, artist_id text, artist_mbid text, artist_name text, duration real,"
-               " artist_familiarity real, artist_hotttnesss real, year int, track_7digitalid "
-               "int, shs_perf int, shs_work int)")
-  tags = sqlite3.connect(root / "lastfm_tags.db")
-  tags.execute("CREATE TABLE tids (tid TEXT)")
-  tags.execute("CREATE TABLE tags (tag TEXT)")
-  tags.execute("CREATE TABLE tid_tag (tid INT, tag INT, val FLOAT)")
-  tag_rowid = {}
-  for i, (tid, id7d, values) in enumerate(MSD_TRACKS):
-    meta.execute("INSERT INTO songs (track_id, release, artist_id, track_7digitalid) "
-                 "VALUES (?, ?, ?, ?)", (tid, f"album{i}", f"AR{i // 2}", int(id7d or -1)))
-    tid_row = tags.execute("INSERT INTO tids VALUES (?)", (tid,)).lastrowid
-    for tag, value in values.items():
-      if tag not in tag_rowid:
-        tag_rowid[tag] = tags.execute("INSERT INTO tags VALUES (?)", (tag,)).lastrowid
-      tags.execute("INSERT INTO tid_tag VALUES (?, ?, ?)", (tid_row, tag_rowid[tag], value))
+  write_msd_databases(root, [(tid, id7d, f"album{i}", f"AR{i // 2}", values)
+                             for i, (tid, id7d, values) in enumerate(MSD_TRACKS)])
+  for i, (tid, id7d, _) in enumerate(MSD_TRACKS):
     if id7d and tid != "TRAAAAG128F000007":
       write_mp3(root / msd_builder.preview_path(id7d), 1.5, 22050, 300.0 + 40 * i)
-  for db in (meta, tags):
-    db.commit()
-    db.close()
   return root
 
 
