@@ -118,8 +118,13 @@ def _parse_value(key: str, text: str, current):
     if lowered in ("false", "0", "no"):
       return False
     raise UserError(f"--config.{key} expects true or false, got {text!r}.")
-  if isinstance(current, str) or current is None:
+  if isinstance(current, str):
     return text
+  if current is None:  # An unset field: a Python literal ("(2, 3)", "8", "None"), else text.
+    try:
+      return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      return text
   try:
     value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
