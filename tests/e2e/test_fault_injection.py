@@ -55,14 +55,16 @@ def collection(tmp_path_factory):
 
 # The child: `musicrep prepare folder ARGS` with one function patched to SIGKILL the process.
 _CHILD = """
-import glob, os, signal, sys
+import glob, os, signal, sys, threading
 from musicrep_jax import cli
 from musicrep_jax.data_pipelines import manifest_builder, prepare
 
 point, out = sys.argv[1], sys.argv[2]
 calls = []
+dying = threading.Lock()  # Decoding threads: the first to get here reports and kills.
 
 def die(what):
+  dying.acquire()  # The others wait here until the SIGKILL.
   shards = glob.glob(os.path.join(out, "musicrep_folder", "incomplete.*", "*.array_record*"))
   print(f"killed {what}; shard files: {sorted(map(os.path.basename, shards))}", flush=True)
   os.kill(os.getpid(), signal.SIGKILL)

@@ -38,10 +38,12 @@ def _callers(attribute: str) -> set:
 def test_restore_workdir_is_the_one_restore_path():
   """A finished workdir is restored only by ``restore_workdir``; the trainer's final test
   (``_train_in``, the body of ``train``) restores the best state of the run it is finishing
-  (its own managers, no rebuild). Nothing else reads a checkpoint into a model, e.g. through
+  (its own managers, no rebuild), as does a plateau stage that restarts from the run's best
+  weights (``_next_stage``). Nothing else reads a checkpoint into a model, e.g. through
   ``load_state_as_numpy`` (the old copy in feature extraction)."""
   assert _callers("restore_state") == {("training/trainer.py", "restore_workdir"),
-                                       ("training/trainer.py", "_train_in")}
+                                       ("training/trainer.py", "_train_in"),
+                                       ("training/trainer.py", "_next_stage")}
   assert _callers("load_state_as_numpy") == set()
   assert _callers("restore_workdir") >= {
       ("serving/inference.py", "load_trained"), ("training/trainer.py", "evaluate_workdir"),
