@@ -54,6 +54,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 # The terms of the audio each ``musicrep prepare`` source reads (the shards' ``builder``), as the
 # dataset publishers state them; ``licence`` is the card's ``license`` field for weights trained
 # on that data ("other" where the data's terms restrict use: the card says which).
+_MSD_PREVIEWS = "the 30-s previews are 7digital's copyrighted audio (not redistributable)"
+_LASTFM_TAGS = "the Last.fm tags are for non-commercial research"
 DATA = {
     "synthetic": dict(
         name="the embedded synthetic corpus (data_pipelines/synthetic_corpus.py)",
@@ -64,8 +66,7 @@ DATA = {
                        "(non-commercial, share-alike); split lists by Lee et al. (MIT)",
                  licence="other"),
     "msd": dict(name="Million Song Dataset, 7digital previews, Last.fm tags",
-                terms="the 30-s previews are 7digital's copyrighted audio (not redistributable); "
-                      "the Last.fm tags are for non-commercial research",
+                terms=f"{_MSD_PREVIEWS}; {_LASTFM_TAGS}",
                 licence="other"),
     "gtzan": dict(name="GTZAN (fault-filtered split)",
                   terms="excerpts of commercial recordings without a licence; commonly used for "
@@ -83,15 +84,13 @@ DATA = {
                             terms="YouTube audio under each video's own terms; label lists by "
                                   "the challenge organisers", licence="other"),
     "msd_artist": dict(name="Million Song Dataset previews, artist split (papers 4, 8, 9)",
-                       terms="the 30-s previews are 7digital's copyrighted audio (not "
-                             "redistributable)", licence="other"),
+                       terms=_MSD_PREVIEWS, licence="other"),
     "msd_zsl": dict(name="Million Song Dataset previews, Last.fm tags (zero-shot tag set)",
-                    terms="the 30-s previews are 7digital's copyrighted audio (not "
-                          "redistributable); the Last.fm tags are for non-commercial research",
+                    terms=f"{_MSD_PREVIEWS}; {_LASTFM_TAGS}",
                     licence="other"),
     "tagtraum": dict(name="Million Song Dataset previews, Tagtraum genre annotations",
-                     terms="the 30-s previews are 7digital's copyrighted audio; the Tagtraum "
-                           "annotations are for research", licence="other"),
+                     terms=f"{_MSD_PREVIEWS}; the Tagtraum annotations are for research",
+                     licence="other"),
     "fma_openmic": dict(name="FMA audio with OpenMIC-2018 instrument labels",
                         terms="audio under each track's Creative Commons licence (several are "
                               "non-commercial); OpenMIC labels CC BY 4.0", licence="other"),
