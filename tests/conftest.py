@@ -22,6 +22,13 @@ os.environ.setdefault("MUSICREP_CACHE", tempfile.mkdtemp(prefix="musicrep-cache-
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
+def pytest_collection_modifyitems(config, items):
+  """The ``slow`` tests first (a stable sort keeps file order otherwise): with pytest-xdist's
+  worksteal the long end-to-end runs start early and the short tests fill the gaps, instead of a
+  100-s run starting last on one worker while the others idle."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory):
   """120 synthetic clips of 2 s at 16 kHz, prepared once (ArrayRecord)."""
