@@ -292,7 +292,14 @@ def record_example(run: trainer.Run) -> dict:
 def train_batch_rows(run: trainer.Run) -> dict:
   """One row of a training batch, as ``{name: numpy array without the batch axis}``: audio
   ``[T, 1]``, ``clip_id`` and the task's fields; with real shards, the first row of the task's
-  own ``train_iterator`` (P x K, DCUE and zero-shot batches differ)."""
+  own ``train_iterator`` (P x K, DCUE and zero-shot batches differ).
+
+  A row's shapes do not depend on the batch size, so the iterator is asked for batches of one
+  row per process: a batch of ``config.batch_size`` would be read, cropped and held on this
+  host, several times over with the iterator's read-ahead (DCUE at 4,096 x 21 crops of 67,072
+  samples is 23 GB a batch: what stopped its plans, docs/scaling.md). Tasks whose batch size is
+  fixed by their sampler (P x K metric learning, ``pk_batches.check_pk``) refuse that with a
+  ``UserError``; they get ``config.batch_size``."""
   if isinstance(run.shards, MetadataShards):
     row = {"audio": np.zeros([run.input_length, 1], np.float32), "clip_id": np.int64(0)}
     row.update(record_example(run))
@@ -300,11 +307,18 @@ def train_batch_rows(run: trainer.Run) -> dict:
   from musicrep_jax.data import pipeline
 
   c = run.config
-  iterator = run.task.train_iterator(
-      trainer.train_source(c, run.shards), crop_length=run.input_length,
-      global_batch_size=c.batch_size, seed=c.seed, num_workers=0,
-      segments=pipeline.TrainSegments.from_data_config(c.data))
-  return {k: np.asarray(v)[0] for k, v in next(iterator).items()}
+  sizes = tuple(dict.fromkeys((jax.process_count(), int(c.batch_size))))
+  for size in sizes:
+    try:
+      iterator = run.task.train_iterator(
+          trainer.train_source(c, run.shards), crop_length=run.input_length,
+          global_batch_size=size, seed=c.seed, num_workers=0,
+          segments=pipeline.TrainSegments.from_data_config(c.data))
+    except UserError:
+      if size == sizes[-1]:
+        raise
+      continue
+    return {k: np.asarray(v)[0] for k, v in next(iterator).items()}
 
 
 def eval_batch_rows(run: trainer.Run) -> dict:
