@@ -3,8 +3,9 @@ as one marked section of ``docs/benchmarks.md`` named after the device.
 
 Runs ``train_step_bench`` for SampleCNN 3^9 and ReSE-2-multi 3^9 in float32 and bfloat16 (JAX
 against the PyTorch mirror, eager and ``torch.compile``, MFU against the chip's published peak)
-and ``conv_layout_bench`` (1-D vs 2-D, channels-last vs channels-first convolutions) on JAX's
-default device. A benchmark that fails becomes a row saying so; the others still run.
+the SampleCNN step with the window max-pool in bfloat16 (``pool_impl="auto"`` picks it on TPU
+only), and ``conv_layout_bench`` (1-D vs 2-D, channels-last vs channels-first convolutions) on
+JAX's default device. A benchmark that fails becomes a row saying so; the others still run.
 ``--dry-run``: the same code path with tiny models, one timed step, and ``torch.compile``'s
 ``aot_eager`` backend (no C++ compile), for CI on a CPU.
 
@@ -30,7 +31,9 @@ DTYPES = ("float32", "bfloat16")
 # (one tiny model in bfloat16 there, to stay within CI's time; tests/unit/bench covers the
 # ReSE-2 path of train_step_bench).
 MODELS = {False: [("SampleCNN 3^9", [], DTYPES),
-                  ("ReSE-2-multi 3^9", ["--block", "rese2"], DTYPES)],
+                  ("ReSE-2-multi 3^9", ["--block", "rese2"], DTYPES),
+                  # pool_impl="auto" is reshape off TPU: is the window pool faster on a GPU?
+                  ("SampleCNN 3^9 window pool", ["--pool-impl", "window"], ("bfloat16",))],
           True: [("SampleCNN 3^3 tiny", ["--n", "3", "--channels", "4,4,4,8,8"],
                   ("bfloat16",))]}
 TIMING = {False: ["--batch", "64", "--steps", "20", "--repeats", "3", "--warmup", "3"],

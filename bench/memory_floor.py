@@ -24,10 +24,22 @@ topology (``local`` = this host's CPU; ``v5e:2x2`` etc. through libtpu's ahead-o
 and reads XLA's ``cost_analysis()["bytes accessed"]`` of the compiled train step per chip; divided
 by the per-chip batch it is bytes per example, comparable with the floor (computed at that batch).
 
+**VMEM prefetches** (``--vmem-prefetch off``): on TPU, XLA's memory-space assignment stages
+tensors that fit (an 80 MB ``[16, 19683, 128]`` bfloat16 activation does on a v5e) from HBM into
+the core's VMEM with asynchronous copies (``slice-start``/``slice-done``/``ConcatBitcast``,
+``copy-start``/``copy-done`` into memory space ``S(1)``), and ``cost_analysis`` counts those
+copies *and* the consumers' reads, now served from VMEM, as bytes accessed: the staging is
+counted twice where a prefetch replaced an HBM read. ``off`` compiles with
+``--xla_vf_vmem_memory_space_assignment=false`` in ``LIBTPU_INIT_ARGS`` (libtpu's flag for
+v5e/v5p; checked on v5e: the fusions stay the same, the copies disappear): the bytes of the same
+fusions with every tensor in HBM, the better estimate of the step's HBM traffic. It must be set
+before libtpu is first loaded in the process, so it is a process-wide option here.
+
 Example: ``python -m musicrep_jax.bench.memory_floor --configs samplecnn_mtat,resemul_mtat
---topologies local,v5e:2x2 --dtypes float32,bfloat16 --per-chip-batch 16`` (one compile per
-row: ~15 s each on CPU, ~100 s each for v5e, ~1.2 GB of host RAM). Prints a markdown table and
-a JSON line. Numbers and their reading: docs/benchmarks.md, "Memory floor of the train step".
+--topologies local,v5e:2x2 --dtypes float32,bfloat16 --per-chip-batch 16 [--vmem-prefetch off]``
+(one compile per row: ~15 s each on CPU, 1-2 min each for v5e, ReSE-2-multi 5-8 min on a
+loaded 2-core host; ~1.2 GB of host RAM). Prints a markdown table and a JSON line. Numbers and
+their reading: docs/benchmarks.md, "Memory floor of the train step".
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import argparse
 import ast
 import importlib
 import json
+import os
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -48,6 +61,21 @@ import numpy as np
 PARAM_PASSES = 7
 MATMUL_MODULES = (nn.Conv, nn.Dense)
 LAYER_MODULES = (nn.Conv, nn.Dense, nn.BatchNorm, nn.Dropout)
+# libtpu flag that turns off the staging of HBM tensors in VMEM (module docstring).
+NO_VMEM_PREFETCH = "--xla_vf_vmem_memory_space_assignment=false"
+
+
+def set_vmem_prefetch(enabled: bool, environ=os.environ) -> None:
+  """Add (``enabled=False``) or leave out libtpu's flag turning off VMEM memory-space
+  assignment in ``LIBTPU_INIT_ARGS``, keeping the flags already there. Takes effect only if
+  libtpu has not been loaded yet in this process."""
+  flags = [f for f in environ.get("LIBTPU_INIT_ARGS", "").split() if f != NO_VMEM_PREFETCH]
+  if not enabled:
+    flags.append(NO_VMEM_PREFETCH)
+  if flags:
+    environ["LIBTPU_INIT_ARGS"] = " ".join(flags)
+  else:
+    environ.pop("LIBTPU_INIT_ARGS", None)
 
 
 def activations(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
@@ -168,6 +196,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                       help="--config.k=v passed to every config")
   parser.add_argument("--model", action="append", default=[], metavar="FIELD=VALUE",
                       help="a model field set on every config, e.g. pool_impl='window'")
+  parser.add_argument("--vmem-prefetch", choices=("on", "off"), default="on",
+                      help="TPU: 'off' compiles without XLA's HBM->VMEM staging copies, which "
+                           "cost_analysis counts on top of the reads they serve")
   args = parser.parse_args(argv)
   args.model_kwargs = {}
   for item in args.model:
@@ -181,10 +212,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
   args = parse_args(argv)
+  if args.vmem_prefetch == "off":  # before anything loads libtpu
+    set_vmem_prefetch(False)
   rows = []
-  print("| config | dtype | topology | floor layer MB/ex | floor fused MB/ex | compiled MB/ex "
-        "| compiled/layer | compiled/fused | GFLOP/ex |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  print("| config | dtype | topology | VMEM prefetch | floor layer MB/ex | floor fused MB/ex "
+        "| compiled MB/ex | compiled/layer | compiled/fused | GFLOP/ex |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for name in args.configs.split(","):
     for dtype in args.dtypes.split(","):
       f = floor(config_model(name, dtype, args.override, args.model_kwargs), args.per_chip_batch)
@@ -193,11 +226,13 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
                       args.model_kwargs)
              if topology != "-" else {})
         row = {"config": name, "dtype": dtype, "topology": topology,
-               "model_kwargs": args.model_kwargs, "floor": f, **c}
+               "vmem_prefetch": args.vmem_prefetch, "model_kwargs": args.model_kwargs,
+               "floor": f, **c}
         rows.append(row)
         b = c.get("bytes_per_example")
         cell = lambda v, fmt: "-" if v is None else fmt.format(v)
-        print(f"| {name} | {dtype} | {topology} | {f['layer'] / 1e6:.1f} | "
+        print(f"| {name} | {dtype} | {topology} | {args.vmem_prefetch} | "
+              f"{f['layer'] / 1e6:.1f} | "
               f"{f['fused'] / 1e6:.1f} | {cell(b and b / 1e6, '{:.1f}')} | "
               f"{cell(b and b / f['layer'], '{:.2f}')} | {cell(b and b / f['fused'], '{:.2f}')} | "
               f"{cell(c.get('flops_per_example') and c['flops_per_example'] / 1e9, '{:.2f}')} |",

@@ -71,6 +71,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--block", default=None,
                  help="a paper-5 block (basic, se, res1, res2, rese1, rese2): time resemul "
                  "(SampleCNNBlocks, multi-level) against its PyTorch mirror instead of SampleCNN")
+  p.add_argument("--pool-impl", default="auto", choices=("auto", "reshape", "window"),
+                 help="max-pool formulation (models/sample_cnn.max_pool_time; default auto: "
+                 "window on TPU, reshape elsewhere)")
   p.add_argument("--batch", type=int, default=23, help="global batch size (default 23)")
   p.add_argument("--steps", type=int, default=3, help="timed steps per repeat (default 3)")
   p.add_argument("--repeats", type=int, default=3, help="timed repeats (default 3)")
@@ -305,7 +308,8 @@ def bench_torch(args, channels, threads: int, platform: str = "cpu",
 
 def model_fields(args, channels) -> dict:
   """Constructor fields shared by the Flax model and its PyTorch mirror."""
-  fields = dict(num_outputs=args.num_tags, m=args.m, n=args.n, channels=channels)
+  fields = dict(num_outputs=args.num_tags, m=args.m, n=args.n, channels=channels,
+                pool_impl=args.pool_impl)
   if args.block:
     fields.update(block=args.block, multi_level=True)
   return fields
@@ -331,7 +335,8 @@ def config_key(args, channels) -> str:
   """Short name of the benchmarked configuration, e.g. ``3^9 paper`` or ``ReSE-2 3^9 paper``."""
   width = "paper" if channels is None else "ch " + "-".join(map(str, channels))
   prefix = f"{args.block} multi " if args.block else ""
-  return f"{prefix}{args.m}^{args.n} {width}"
+  pool = "" if args.pool_impl == "auto" else f", {args.pool_impl} pool"
+  return f"{prefix}{args.m}^{args.n} {width}{pool}"
 
 
 def _timed(result: Optional[dict]) -> bool:

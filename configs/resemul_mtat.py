@@ -35,7 +35,7 @@ def get_config(arg=None):
       model_name="resemul",
       model_kwargs=dict(block="rese2", m=3, n=9, init_features=128, channels=None,
                         amplifying_ratio=16.0, multi_level=True, multi_level_blocks=3,
-                        block_dropout_rate=0.2, dropout_rate=0.5, pool_impl="reshape"),
+                        block_dropout_rate=0.2, dropout_rate=0.5, pool_impl="auto"),
       batch_size=23, num_train_steps=EPOCH * 100,
       optimizer=sgd_nesterov(0.01, "keras_decay"), eval_every=EPOCH)
   c.plateau = plateau_stages(5, patience=2)

@@ -31,7 +31,7 @@ def get_config(arg=None):
   c = trainer_config(
       data=data_config("mtat", 22050, train_segments="grid"),
       model_name="sample_cnn",
-      model_kwargs=dict(m=3, n=9, channels=None, dropout_rate=0.5, pool_impl="reshape"),
+      model_kwargs=dict(m=3, n=9, channels=None, dropout_rate=0.5, pool_impl="auto"),
       batch_size=23, num_train_steps=EPOCH * 100,
       optimizer=sgd_nesterov(0.01, "keras_decay"), eval_every=EPOCH)
   c.plateau = plateau_stages(5, patience=3)

@@ -120,7 +120,7 @@ class _BlockBase(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   dtype: jnp.dtype = jnp.float32
-  pool_impl: str = "reshape"  # max_pool_time's formulation
+  pool_impl: str = "auto"  # max_pool_time's formulation
 
 
 @BLOCKS.register("basic")
@@ -230,7 +230,8 @@ class SampleCNNBlocks(nn.Module):
       parameters, BatchNorm statistics and the output layer stay float32, both outputs are
       float32 (musicrep_jax/training/precision.py).
     pool_impl: formulation of the blocks' max-pools (``sample_cnn.max_pool_time``):
-      ``"reshape"`` (default) or ``"window"`` (fewest HBM bytes on TPU v5e).
+      ``"auto"`` (default: ``"window"`` on TPU, ``"reshape"`` elsewhere), ``"reshape"`` or
+      ``"window"`` (fewest HBM bytes on TPU v5e).
   """
 
   num_outputs: int = 50
@@ -250,7 +251,7 @@ class SampleCNNBlocks(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   dtype: jnp.dtype = jnp.float32
-  pool_impl: str = "reshape"
+  pool_impl: str = "auto"
 
   @property
   def input_length(self) -> int:

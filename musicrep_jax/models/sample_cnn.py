@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from musicrep_jax.registry import MODELS
@@ -46,24 +47,31 @@ def paper_channels(n: int) -> tuple[int, ...]:
   return tuple(channels)
 
 
-POOL_IMPLS = ("reshape", "window")
+POOL_IMPLS = ("auto", "reshape", "window")
 
 
 def max_pool_time(x: jnp.ndarray, size: int, impl: str = "reshape") -> jnp.ndarray:
   """Non-overlapping max-pool over time, 'valid' (floor): ``[batch, time, channels] ->
   [batch, time // size, channels]`` (Keras ``MaxPooling1D(size)``, papers.md 1.5).
 
-  Two formulations with identical values; they differ in the gradient's form and so in the
+  Formulations with identical values; they differ in the gradient's form and so in the
   memory traffic and speed of the backward pass on each backend (docs/benchmarks.md, "Memory
   floor of the train step"):
 
-  * ``"reshape"`` (default): reshape + max; the gradient is an elementwise mask instead of
-    XLA's select-and-scatter, which dominated the CPU backward pass. At exact ties inside a
-    window the gradient is shared between the tied inputs rather than given to the first.
+  * ``"reshape"``: reshape + max; the gradient is an elementwise mask instead of XLA's
+    select-and-scatter, which dominated the CPU backward pass. At exact ties inside a window
+    the gradient is shared between the tied inputs rather than given to the first.
   * ``"window"``: ``nn.max_pool`` (reduce-window; select-and-scatter backward, the gradient to
-    the first maximum as in Keras). Fewest bytes on TPU v5e, slowest on CPU.
+    the first maximum as in Keras). Fewest HBM bytes on TPU v5e (-20 % for the SampleCNN 3^9
+    train step), slowest on CPU.
+  * ``"auto"`` (the models' default): ``"window"`` when the program is lowered for TPU,
+    ``"reshape"`` for any other platform, chosen by ``jax.lax.platform_dependent`` at lowering
+    time, so an ahead-of-time compile for a TPU topology on a CPU host (``musicrep plan``) gets
+    the TPU choice. The CPU program is the ``"reshape"`` one (the same compiled ops and bytes).
+    GPUs get ``"reshape"`` until a GPU measurement says otherwise (select-and-scatter was the
+    slow part on CPU; ``bench/accelerator_check.sh`` times both on a GPU).
 
-  (A third, the elementwise maximum of the ``size`` strided slices, moved 10 % fewer bytes on
+  (A fourth, the elementwise maximum of the ``size`` strided slices, moved 10 % fewer bytes on
   CPU but its gradient under ``jax.jit`` on XLA's CPU backend differed from its eager value in
   a small SampleCNN (jax 0.10.2), so it is not offered.)
 
@@ -75,6 +83,10 @@ def max_pool_time(x: jnp.ndarray, size: int, impl: str = "reshape") -> jnp.ndarr
     return x[:, :kept].reshape(batch, time // size, size, channels).max(axis=2)
   if impl == "window":
     return nn.max_pool(x, (size,), strides=(size,), padding="VALID")
+  if impl == "auto":
+    return jax.lax.platform_dependent(
+        x, tpu=lambda v: max_pool_time(v, size, "window"),
+        default=lambda v: max_pool_time(v, size, "reshape"))
   raise ValueError(f"pool_impl must be one of {POOL_IMPLS}, got {impl!r}")
 
 
@@ -129,9 +141,9 @@ class SampleCNN(nn.Module):
     dtype: compute dtype of the convolutions and activations (``bfloat16`` for mixed
       precision); parameters, BatchNorm statistics and the output layer stay float32, and both
       outputs are float32 (musicrep_jax/training/precision.py).
-    pool_impl: formulation of the max-pools (``max_pool_time``): ``"reshape"`` (default),
-      or ``"window"`` (fewest HBM bytes on TPU v5e, slower on CPU); same values, gradients
-      equal but at exact ties.
+    pool_impl: formulation of the max-pools (``max_pool_time``): ``"auto"`` (default:
+      ``"window"`` on TPU, ``"reshape"`` elsewhere), ``"reshape"`` or ``"window"`` (fewest HBM
+      bytes on TPU v5e, slower on CPU); same values, gradients equal but at exact ties.
   """
 
   num_outputs: int = 50
@@ -143,7 +155,7 @@ class SampleCNN(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-5
   dtype: jnp.dtype = jnp.float32
-  pool_impl: str = "reshape"
+  pool_impl: str = "auto"
 
   @property
   def input_length(self) -> int:

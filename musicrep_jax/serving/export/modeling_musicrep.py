@@ -228,7 +228,7 @@ class SampleCNNMirror(nn.Module):
   def __init__(self, num_outputs: int = 50, m: int = 3, n: int = 9,
                first_filter: Optional[int] = None, channels: Optional[Sequence[int]] = None,
                dropout_rate: float = 0.5, bn_momentum: float = 0.99, bn_epsilon: float = 1e-5,
-               pool_impl: str = "reshape"):
+               pool_impl: str = "auto"):
     super().__init__()
     self.kwargs = constructor_fields(locals())
     channels = tuple(channels or paper_channels(n))
@@ -325,7 +325,7 @@ class ReSEMirror(nn.Module):
                multi_level: bool = True, multi_level_blocks: int = 3,
                head_width: Optional[int] = None, dropout_rate: float = 0.5,
                first_padding: str = "VALID", check_length: bool = True,
-               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, pool_impl: str = "reshape"):
+               bn_momentum: float = 0.99, bn_epsilon: float = 1e-3, pool_impl: str = "auto"):
     super().__init__()
     self.kwargs = constructor_fields(locals())
     channels = tuple(channels or resemul_channels(n, init_features))

@@ -49,3 +49,16 @@ def test_compiled_bytes_per_example_on_cpu(capsys):
   # (the fused floor counts each of them four times).
   assert row["bytes_per_example"] > 4 * 729 + row["floor"]["fused_activation_bytes"]
   assert "| samplecnn_mtat:runlocal | float32 | local |" in capsys.readouterr().out
+
+
+def test_vmem_prefetch_flag_is_added_and_removed_keeping_other_libtpu_flags():
+  env = {"LIBTPU_INIT_ARGS": "--xla_foo=1"}
+  memory_floor.set_vmem_prefetch(False, env)
+  memory_floor.set_vmem_prefetch(False, env)  # idempotent
+  assert env["LIBTPU_INIT_ARGS"] == "--xla_foo=1 " + memory_floor.NO_VMEM_PREFETCH
+  memory_floor.set_vmem_prefetch(True, env)
+  assert env == {"LIBTPU_INIT_ARGS": "--xla_foo=1"}
+  empty = {}
+  memory_floor.set_vmem_prefetch(True, empty)
+  assert empty == {}
+  assert memory_floor.parse_args(["--vmem-prefetch", "off"]).vmem_prefetch == "off"
