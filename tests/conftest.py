@@ -37,6 +37,15 @@ def tiny_data_dir(tmp_path_factory):
   return synthetic_shards(tmp_path_factory, "tiny_synthetic", num_clips=120, clip_seconds=2.0)
 
 
+@pytest.fixture(scope="session")
+def msd_dims_shards(tmp_path_factory):
+  """An MSD miniature (real mp3 previews, the MSD/Last.fm SQLite files, Lee's split lists) with
+  papers 13-14's four tag groups and each clip's tempo, prepared once (``tests.helpers``)."""
+  from tests.helpers import msd_dims_shards
+
+  return msd_dims_shards(tmp_path_factory)
+
+
 # The emulator, started with one fix: its downloads and object resources lack GCS's
 # ``x-goog-generation`` and ``x-goog-metageneration`` response headers, without which TensorStore
 # rejects reads and writes ("Malformed StorageGeneration"), so Orbax's OCDBT checkpoints fail.

@@ -12,6 +12,8 @@
 - ``write_dimsim(folder, sr, tracks, triplets)``: a miniature dim-sim CSV release and its WAV
   files (``musicrep_jax.data.dimsim``'s layout).
 - ``click_track(bpm, sample_rate, seconds, seed)``: clicks at a known tempo (tempo tests).
+- ``msd_dims_shards(tmp_path_factory)``: an MSD miniature with papers 13-14's four tag groups and
+  tempi, prepared (the ``msd_dims_shards`` fixture).
 """
 
 import csv
@@ -203,3 +205,68 @@ def write_msd_databases(root: pathlib.Path, songs) -> None:
   for db in (meta, tags):
     db.commit()
     db.close()
+
+
+# The MSD miniature of papers 13-14's similarity dimensions (``msd_dims_shards``): (split list,
+# Last.fm tags (value 100) of genre, mood, instrument, era, tempo in BPM). The first
+# MSD_DIMS_NUM_TRAIN ids of the train list are train, the rest validation. Train has >= 2 classes
+# per dimension (8 tempo bins); validation and test each hold a pair sharing every dimension's
+# class (tempo within 5 BPM) and a clip differing from it.
+MSD_DIMS_TRACKS = [
+    ("train", ("rock", "happy", "guitar", "80s"), 72.0),
+    ("train", ("jazz", "sad", "female vocalists", "90s"), 84.5),
+    ("train", ("House", "Mellow", "male vocalists", "00s"), 97.0),
+    ("train", ("Hip-Hop", "happy", "guitar", "90s"), 109.5),
+    ("train", ("rock", "sad", "male vocalists", "00s"), 122.0),
+    ("train", ("jazz", "Mellow", "guitar", "80s"), 134.5),
+    ("train", ("House", "happy", "female vocalists", "00s"), 147.0),
+    ("train", ("Hip-Hop", "sad", "male vocalists", "80s"), 159.5),
+    ("train", ("rock", "Mellow", "guitar", "90s"), 91.0),  # Validation from here.
+    ("train", ("rock", "Mellow", "guitar", "90s"), 92.0),
+    ("train", ("jazz", "happy", "female vocalists", "00s"), 171.0),
+    ("test", ("House", "sad", "male vocalists", "80s"), 118.0),
+    ("test", ("House", "sad", "male vocalists", "80s"), 120.0),
+    ("test", ("Hip-Hop", "Mellow", "guitar", "00s"), 66.0),
+]
+MSD_DIMS_NUM_TRAIN = 8
+MSD_DIMS_PREVIEW_SECONDS = 8.0
+
+
+def msd_dims_tid(i: int) -> str:
+  """The MSD track id of ``MSD_DIMS_TRACKS[i]``."""
+  return f"TRAAAA{i:02d}128F00000{i % 10}"
+
+
+def msd_dims_shards(tmp_path_factory) -> pathlib.Path:
+  """The MSD miniature of ``MSD_DIMS_TRACKS`` (track_metadata.db and lastfm_tags.db in their real
+  schemas, Lee's pickled split lists, real mp3 previews of click tracks at the listed tempi)
+  prepared by the MSD builder at 16 kHz: tag groups genre / mood / instrument / era and each
+  preview's estimated ``tempo_bpm``."""
+  import pickle
+
+  import soundfile as sf
+
+  from musicrep_jax.data_pipelines import dataset_layouts, msd_builder
+
+  root = tmp_path_factory.mktemp("msd_dims")
+  write_msd_databases(root, [(msd_dims_tid(i), str(1000001 + 1111 * i), f"album{i // 2}",
+                              f"AR{i // 3}", {name: 100 for name in names})
+                             for i, (_, names, _) in enumerate(MSD_DIMS_TRACKS)])
+  for i, (_, _, bpm) in enumerate(MSD_DIMS_TRACKS):
+    path = root / "audio" / msd_builder.preview_path(str(1000001 + 1111 * i))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clicks = click_track(bpm, 22050, MSD_DIMS_PREVIEW_SECONDS, seed=i)
+    tone = 0.1 * np.sin(2 * np.pi * (200.0 + 60 * (i % 4)) * np.arange(len(clicks)) / 22050)
+    sf.write(path, np.stack([clicks + tone, clicks - tone], 1), 22050, format="MP3")
+  for name, split in [("filtered_list_train.cP", "train"), ("filtered_list_test.cP", "test")]:
+    with open(root / name, "wb") as f:
+      pickle.dump([msd_dims_tid(i) for i, t in enumerate(MSD_DIMS_TRACKS) if t[0] == split], f,
+                  protocol=2)
+  out = root / "out"
+  report = dataset_layouts.prepare_layout(
+      msd_builder.MusicrepMsd, out, manual_dir=root, sample_rate=16000,
+      layout_options={"num_train": MSD_DIMS_NUM_TRAIN},
+      expected_counts={"train": MSD_DIMS_NUM_TRAIN, "validation": 3, "test": 3}, workers=2,
+      progress=False)
+  assert report["written"] == len(MSD_DIMS_TRACKS) and report["params"]["tempo"] is True
+  return out
