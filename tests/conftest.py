@@ -16,6 +16,12 @@ import pytest
 
 # Keep the embedded-corpus cache out of the user's home and shared by every test and subprocess.
 os.environ.setdefault("MUSICREP_CACHE", tempfile.mkdtemp(prefix="musicrep-cache-"))
+# One persistent XLA compilation cache for the session, shared by every test, pytest-xdist worker
+# and subprocess (the same demo, tiny and paper-config steps compile in many tests). A size
+# limit turns on JAX's file locks around reads and writes, which the workers need.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="musicrep-xla-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(16 << 30))
 # The suite runs on CPU. The test extra installs libtpu (for `musicrep plan`), which JAX would
 # otherwise probe in every process (warnings, and a lock file that a second process waits on);
 # plan loads it explicitly for its --topology.
