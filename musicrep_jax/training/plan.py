@@ -307,18 +307,18 @@ def train_batch_rows(run: trainer.Run) -> dict:
   from musicrep_jax.data import pipeline
 
   c = run.config
-  sizes = tuple(dict.fromkeys((jax.process_count(), int(c.batch_size))))
-  for size in sizes:
-    try:
-      iterator = run.task.train_iterator(
-          trainer.train_source(c, run.shards), crop_length=run.input_length,
-          global_batch_size=size, seed=c.seed, num_workers=0,
-          segments=pipeline.TrainSegments.from_data_config(c.data))
-    except UserError:
-      if size == sizes[-1]:
-        raise
-      continue
-    return {k: np.asarray(v)[0] for k, v in next(iterator).items()}
+
+  def iterator(size: int):
+    return run.task.train_iterator(
+        trainer.train_source(c, run.shards), crop_length=run.input_length,
+        global_batch_size=size, seed=c.seed, num_workers=0,
+        segments=pipeline.TrainSegments.from_data_config(c.data))
+
+  try:
+    batches = iterator(jax.process_count())
+  except UserError:  # P x K: the sampler fixes the batch size.
+    batches = iterator(int(c.batch_size))
+  return {k: np.asarray(v)[0] for k, v in next(batches).items()}
 
 
 def eval_batch_rows(run: trainer.Run) -> dict:

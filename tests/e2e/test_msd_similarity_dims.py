@@ -1,8 +1,9 @@
 """Papers 13-14's similarity dimensions on the real-data layout: an MSD miniature (real mp3
 previews of click tracks at known tempi, the MSD/Last.fm SQLite files, Lee's pickled split
-lists; ``tests.helpers.msd_dims_shards``) prepared by the MSD builder carries the four tag groups (genre, mood, instrument, era)
-and each preview's estimated tempo, and ``configs/csn_disentangled.py`` trains on it with paper
-13's dimensions (genre, mood, instrument tags; tempo within 5 BPM) for a few steps."""
+lists; ``tests.helpers.msd_dims_shards``) prepared by the MSD builder carries the four tag
+groups (genre, mood, instrument, era) and each preview's estimated tempo, and
+``configs/csn_disentangled.py`` trains on it with paper 13's dimensions (genre, mood,
+instrument tags; tempo within 5 BPM) for a few steps."""
 
 from __future__ import annotations
 
@@ -18,9 +19,7 @@ from musicrep_jax.data import shards as shards_lib
 from musicrep_jax.training import trainer
 from tests.helpers import MSD_DIMS_TRACKS, msd_dims_tid
 
-TRACKS = MSD_DIMS_TRACKS
 DIMENSIONS = ("tag:genre", "tag:mood", "tag:instrument", "tempo_bpm")
-tid = msd_dims_tid
 
 
 def test_msd_builder_writes_four_tag_groups_and_tempo(msd_dims_shards):
@@ -35,15 +34,15 @@ def test_msd_builder_writes_four_tag_groups_and_tempo(msd_dims_shards):
     source = shards.source(split)
     for j in range(size):
       record = source[j]
-      i = [tid(k) for k in range(len(TRACKS))].index(names[int(record["track"])])
-      _, tags, bpm = TRACKS[i]
+      i = [msd_dims_tid(k) for k in range(len(MSD_DIMS_TRACKS))].index(names[int(record["track"])])
+      _, tags, bpm = MSD_DIMS_TRACKS[i]
       assert abs(float(record["tempo_bpm"]) - bpm) <= 2.0, (i, float(record["tempo_bpm"]), bpm)
       carried = {shards.tag_names[k] for k in np.flatnonzero(record["tags"])}
       assert carried == set(tags)
       for group, tag in zip(("genre", "mood", "instrument", "era"), tags):
         assert shards.tag_names.index(tag) in shards.tag_groups[group]
       seen += 1
-  assert seen == len(TRACKS)
+  assert seen == len(MSD_DIMS_TRACKS)
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """max_pool_time's formulations (reshape, window, auto; docs/benchmarks.md "Memory floor of
 the train step"): the same values, and in SampleCNN and ReSE-2-multi the same outputs and
 gradients as the reshape pool (float32, rtol 1e-5; random inputs have no exact ties); "auto",
-the models' default, is the reshape program on CPU and the window one on TPU/GPU."""
+the models' default, is the window program on TPU and the reshape one elsewhere."""
 
 import jax
 import jax.numpy as jnp
